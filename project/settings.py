@@ -1,0 +1,144 @@
+"""Settings: every value comes from the environment (django-environ) and has a working default."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A .env beside manage.py is read when present; the process environment always wins.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=True)
+# Development default only: production sets SECRET_KEY (see README, `check --deploy`).
+SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-3b1f0e7c-change-me-in-production")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",  # first, so `manage.py runserver` serves ASGI (WebSockets included)
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "telephony",
+    "calls",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The recorder writes from its own thread while requests read: WAL and a busy timeout
+    # keep SQLite from answering "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")
+
+# --- Twilio -------------------------------------------------------------------------------------
+# Development default, shared with `simulate_call`, so signature validation is never switched off.
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="dev-twilio-auth-token")
+# The public https:// origin Twilio reaches; the stream URL is derived from it (wss://).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+STREAM_TOKEN_TTL_S = env.int("STREAM_TOKEN_TTL_S", default=60)
+# Largest WebSocket message accepted (a Twilio media message is ~400 bytes).
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=64 * 1024)
+
+# --- Audio path -----------------------------------------------------------------------------------
+FRAME_MS = env.int("FRAME_MS", default=20)
+RX_QUEUE_FRAMES = env.int("RX_QUEUE_FRAMES", default=200)
+TX_QUEUE_FRAMES = env.int("TX_QUEUE_FRAMES", default=144)
+SEND_QUEUE_FRAMES = env.int("SEND_QUEUE_FRAMES", default=144)
+TX_BACKPRESSURE = env.float("TX_BACKPRESSURE", default=0.9)
+TX_IDLE_SILENCE = env.bool("TX_IDLE_SILENCE", default=True)
+# Prompts carry a mark every this many ms, so a barge-in can tell how much was heard.
+PROMPT_MARK_MS = env.int("PROMPT_MARK_MS", default=1000)
+
+# --- Speech -------------------------------------------------------------------------------------
+STT_ENGINE = env.str("STT_ENGINE", default="whisper")  # whisper | google | none
+TTS_ENGINE = env.str("TTS_ENGINE", default="espeak")  # espeak | google
+STT_LANGUAGE = env.str("STT_LANGUAGE", default="he-IL")
+GREETING_TEXT = env.str(
+    "GREETING_TEXT", default="Hello, thank you for calling. How can I help you today?"
+)
+BATCH_MS = env.int("BATCH_MS", default=40)
+PARTIAL_DEBOUNCE_MS = env.int("PARTIAL_DEBOUNCE_MS", default=90)
+VAD_HANGOVER_MS = env.int("VAD_HANGOVER_MS", default=180)
+TIMEOUT_MS = env.int("TIMEOUT_MS", default=320)
+VAD_AGGRESSIVENESS = env.int("VAD_AGGRESSIVENESS", default=2)
+# Speech shorter than this does not open an utterance (clicks, breaths).
+VAD_MIN_SPEECH_MS = env.int("VAD_MIN_SPEECH_MS", default=60)
+WHISPER_THREADS = env.int("WHISPER_THREADS", default=2)
+WHISPER_DECODE_WORKERS = env.int("WHISPER_DECODE_WORKERS", default=1)
+WHISPER_PARTIAL_INTERVAL_MS = env.int("WHISPER_PARTIAL_INTERVAL_MS", default=1000)
+ESPEAK_VOICE = env.str("ESPEAK_VOICE", default="en-us")
+TTS_CACHE_DIR = env.path("TTS_CACHE_DIR", default=BASE_DIR / "var" / "tts-cache")
+
+GOOGLE_SPEECH_ENDPOINT = env.str("GOOGLE_SPEECH_ENDPOINT", default="speech.googleapis.com")
+GOOGLE_SPEECH_EMULATOR_HOST = env.str("GOOGLE_SPEECH_EMULATOR_HOST", default="")
+GOOGLE_TTS_EMULATOR_HOST = env.str("GOOGLE_TTS_EMULATOR_HOST", default="")
+
+# --- Logging --------------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "telephony": {"level": LOG_LEVEL},
+        "calls": {"level": LOG_LEVEL},
+        "django.request": {"level": "ERROR"},
+    },
+}
