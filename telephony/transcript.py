@@ -1,0 +1,20 @@
+"""What a call's caller said, as the line publishes it: partials, finals and revisions."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+TranscriptKind = Literal["partial", "final", "revision"]
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEvent:
+    call_sid: str
+    kind: TranscriptKind
+    text: str
+    utterance: int  # 1, 2, ... in the order the local VAD opened them
+    offset_ms: int  # where the utterance starts in the caller's audio, from the stream start
+    at: float  # wall-clock time (time.time()) the event was published
+    # final / revision: from the end of the caller's speech (VAD) to this event.
+    latency_ms: float | None = None
+    # final: made by the local timeout from the latest partial, not by the engine.
+    local: bool = False
