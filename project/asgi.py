@@ -1,0 +1,43 @@
+"""ASGI entry point: HTTP to Django, WebSockets to the Twilio stream and the live admin page.
+
+`application` is for daphne (`daphne project.asgi:application`, and `manage.py runserver`);
+`asgi_app` is the same app under the name the brief's uvicorn command uses. Run one worker per
+process: a call's state lives in the process that holds its WebSocket.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+django_asgi_app = get_asgi_application()  # sets Django up before the routing imports models
+
+from calls.routing import websocket_urlpatterns as admin_websockets  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from telephony.routing import websocket_urlpatterns as twilio_websockets  # noqa: E402
+from telephony.warmup import warm_up  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter(
+            [
+                # Twilio is authenticated by its request signature, not by a browser session.
+                *twilio_websockets,
+                *[
+                    type(route)(
+                        route.pattern,
+                        AllowedHostsOriginValidator(AuthMiddlewareStack(route.callback)),
+                    )
+                    for route in admin_websockets
+                ],
+            ]
+        ),
+    }
+)
+asgi_app = application
+
+warm_up()

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from .consumers import TwilioStreamConsumer
+
+websocket_urlpatterns = [
+    path("twilio/stream/", TwilioStreamConsumer.as_asgi()),
+]

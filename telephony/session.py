@@ -1,0 +1,400 @@
+"""One call's audio path: start-up order, greeting, STT, meters and shutdown.
+
+Start-up follows directive 3 exactly: rx_q, tx_q, the RX thread, the TX thread, the STT session
+opened in its own thread at once, then the greeting enqueued through TX. RX captures from the
+first frame on, so nothing is lost while the STT session opens. Everything the session reports
+(log lines, transcripts, meters, events) leaves through a `CallObserver` that must not block.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from .audio import split_frames
+from .cadence import Cadence
+from .endpointing import Endpointer
+from .framequeue import Control, FrameQueue, Item
+from .marks import MarkTracker
+from .meters import SecondSample
+from .protocol import OutboundMessages
+from .rx import RxWorker
+from .stt.base import SttEngine, SttSession
+from .transcript import TranscriptEvent
+from .tx import Deliver, Prompt, TxWorker
+
+log = logging.getLogger("telephony.call")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    rx_queue_frames: int = 200
+    tx_queue_frames: int = 144
+    frame_ms: int = 20
+    batch_ms: int = 40
+    backpressure: float = 0.9
+    idle_silence: bool = True
+    greeting_text: str = ""
+    prompt_mark_ms: int = 1000
+    mark_timeout_s: float = 10.0
+    stop_timeout_s: float = 1.0
+
+    @classmethod
+    def from_settings(cls) -> SessionConfig:
+        return cls(
+            rx_queue_frames=settings.RX_QUEUE_FRAMES,
+            tx_queue_frames=settings.TX_QUEUE_FRAMES,
+            frame_ms=settings.FRAME_MS,
+            batch_ms=settings.BATCH_MS,
+            backpressure=settings.TX_BACKPRESSURE,
+            idle_silence=settings.TX_IDLE_SILENCE,
+            greeting_text=settings.GREETING_TEXT,
+            prompt_mark_ms=settings.PROMPT_MARK_MS,
+        )
+
+
+class CallObserver:
+    """Where a call's reports go. Called from the RX/TX/STT threads: implementations never block."""
+
+    def started(self, session: CallSession) -> None:
+        """The stream started and its workers are running."""
+
+    def second(self, sample: SecondSample) -> None:
+        """One second of RX/TX figures."""
+
+    def transcript(self, event: TranscriptEvent) -> None:
+        """A partial, a FINAL or a revision was published."""
+
+    def event(self, call_sid: str, kind: str, detail: str = "", data: dict | None = None) -> None:
+        """Something worth reviewing happened (dtmf, mark, clear, error, ...)."""
+
+    def greeting_played(self, call_sid: str) -> None:
+        """Twilio echoed the greeting's end mark: the caller heard all of it."""
+
+    def ended(self, session: CallSession, reason: str, totals: dict[str, Any]) -> None:
+        """The call's workers are stopped; `totals` are its final counts."""
+
+
+class _NoSttSession(SttSession):
+    """Stands in when the engine could not be opened: audio is consumed and counted, not lost."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def write(self, frame: bytes) -> None:
+        self.frames += 1
+
+    def close(self, timeout: float = 1.0) -> None:
+        pass
+
+
+class CallSession:
+    def __init__(
+        self,
+        *,
+        call_sid: str,
+        stream_sid: str,
+        stt_engine: SttEngine,
+        render_prompt: Callable[[str], bytes],
+        deliver: Deliver,
+        observer: CallObserver | None = None,
+        config: SessionConfig | None = None,
+        endpointer_factory: Callable[..., Endpointer] = Endpointer.from_settings,
+        clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.call_sid = call_sid
+        self.stream_sid = stream_sid
+        self.config = config or SessionConfig.from_settings()
+        self.observer = observer or CallObserver()
+        self._engine = stt_engine
+        self._render_prompt = render_prompt
+        self._deliver = deliver
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.marks = MarkTracker(clock)
+        self.endpointer = endpointer_factory(
+            call_sid=call_sid,
+            publish=self._on_transcript,
+            clock=clock,
+            wall_clock=wall_clock,
+            on_speech_start=self._on_speech_start,
+            on_speech_end=self._on_speech_end,
+        )
+        self.stt: SttSession | None = None  # set by the opener thread; RX writes once it is
+        self.stt_open_ms: float | None = None
+        self.frames_in = 0
+        self.started_at = 0.0
+        self.greeting: Prompt | None = None
+        self.greeting_played_at: float | None = None
+        self.stopped = False
+        self._stop_lock = threading.Lock()
+        self._second = 0
+        self._next_report = 0.0
+        self._last = {"frames_in": 0, "rx_drops": 0, "tx_fps": 0, "tx_drops": 0}
+        self.send_q_depth: Callable[[], int] = lambda: 0
+        self.send_q_drops: Callable[[], int] = lambda: 0
+        self._threads: list[threading.Thread] = []
+
+    # --- start-up (directive 3) ---
+
+    def start(self) -> None:
+        """Start the call's workers in the brief's order; returns at once."""
+        cfg = self.config
+        name = self.call_sid
+        frame_s = cfg.frame_ms / 1000.0
+        self.started_at = self._clock()
+        self._next_report = self.started_at + 1.0
+        self.rx_q = FrameQueue(cfg.rx_queue_frames, name="rx_q")
+        self.tx_q = FrameQueue(cfg.tx_queue_frames, name="tx_q")
+        self.rx = RxWorker(
+            name=f"rx-{name}",
+            rx_q=self.rx_q,
+            write=self._rx_write,
+            on_control=self._rx_control,
+            on_tick=self._rx_tick,
+            cadence=Cadence(frame_s, 2 * frame_s, clock=self._clock),
+            burst_frames=max(1, cfg.batch_ms // cfg.frame_ms),
+            clock=self._clock,
+        )
+        self.tx = TxWorker(
+            name=f"tx-{name}",
+            tx_q=self.tx_q,
+            messages=OutboundMessages(self.stream_sid),
+            deliver=self._deliver,
+            cadence=Cadence(frame_s, 2 * frame_s, clock=self._clock),
+            marks=self.marks,
+            backpressure=cfg.backpressure,
+            idle_silence=cfg.idle_silence,
+        )
+        self.rx.start()
+        self.tx.start()
+        opener = threading.Thread(target=self._open_stt, name=f"stt-open-{name}", daemon=True)
+        self._threads.append(opener)
+        opener.start()
+        if cfg.greeting_text:
+            self.greeting = self.say(cfg.greeting_text, label="greeting")
+        self.observer.started(self)
+
+    def _open_stt(self) -> None:
+        t0 = self._clock()
+        try:
+            session = self._engine.open(self.call_sid, self.endpointer.hypothesis)
+        except Exception as exc:  # the call goes on without transcripts; say so loudly
+            log.exception("call=%s STT %s failed to open", self.call_sid, self._engine.name)
+            self.observer.event(self.call_sid, "error", f"STT open failed: {exc}")
+            session = _NoSttSession()
+        self.stt_open_ms = (self._clock() - t0) * 1000.0
+        self.stt = session
+        log.info(
+            "call=%s STT %s ready in %.0f ms (rx q=%d)",
+            self.call_sid,
+            self._engine.name,
+            self.stt_open_ms,
+            self.rx_q.qsize(),
+        )
+
+    def say(self, text: str, *, label: str) -> Prompt:
+        """Play `text` through TX (never blocks on the queue: TX feeds it in at its pace)."""
+        frames = split_frames(self._render_prompt(text))
+        mark_every = max(1, self.config.prompt_mark_ms // self.config.frame_ms)
+        prompt = Prompt(label=label, frames=frames, mark_every_frames=mark_every)
+        self.tx.play(prompt)
+        return prompt
+
+    # --- from the consumer's event loop (never blocks) -------------------------------------------
+
+    def rx_enqueue(self, frame: bytes) -> None:
+        """Enqueue one inbound 20 ms frame, always, session or not (directive 2)."""
+        self.frames_in += 1
+        self.rx_q.put_media(frame)
+
+    def dtmf(self, digit: str) -> None:
+        """Queue a DTMF digit in order with the audio (control: never dropped, never waits)."""
+        self.rx_q.put_control(Control("dtmf", digit), timeout=0)
+
+    def mark_echoed(self, name: str) -> None:
+        """Twilio played the audio before mark `name`."""
+        rtt_ms = self.marks.mark_echoed(name)
+        if rtt_ms is None:
+            self.observer.event(self.call_sid, "mark_unknown", name)
+            return
+        if self.greeting is not None and name == self.greeting.end_mark:
+            self.greeting_played_at = self._wall_clock()
+            log.info("call=%s greeting played (mark rtt %.0f ms)", self.call_sid, rtt_ms)
+            self.observer.greeting_played(self.call_sid)
+        self.observer.event(self.call_sid, "mark", name, {"rtt_ms": round(rtt_ms, 1)})
+
+    # --- RX thread --------------------------------------------------------------------------------
+
+    def _rx_write(self, frame: bytes) -> bool:
+        stt = self.stt
+        if stt is None:
+            return False
+        self.endpointer.process_frame(frame)
+        stt.write(frame)
+        return True
+
+    def _rx_control(self, item: Item) -> bool:
+        if item.kind == "stop":
+            return False
+        if item.kind == "dtmf":
+            log.info("call=%s DTMF %s", self.call_sid, item.value)
+            self.observer.event(self.call_sid, "dtmf", item.value)
+        return True
+
+    def _rx_tick(self) -> None:
+        self.endpointer.tick()
+        now = self._clock()
+        if now >= self._next_report:
+            self._report(now)
+
+    def _on_speech_start(self, utterance: int) -> None:
+        stt = self.stt
+        if stt is not None:
+            stt.speech_started(utterance)
+
+    def _on_speech_end(self, utterance: int) -> None:
+        stt = self.stt
+        if stt is not None:
+            stt.speech_ended(utterance)
+
+    def _on_transcript(self, event: TranscriptEvent) -> None:
+        if event.kind == "partial":
+            log.info("🟡 [PARTIAL] call=%s %s", self.call_sid, event.text)
+        elif event.kind == "final":
+            log.info(
+                "✅ [FINAL] call=%s %s (latency_ms=%.0f%s)",
+                self.call_sid,
+                event.text,
+                event.latency_ms or 0.0,
+                ", local" if event.local else "",
+            )
+        else:
+            log.info("✏️ [REVISED] call=%s %s", self.call_sid, event.text)
+        self.observer.transcript(event)
+
+    def _report(self, now: float) -> None:
+        """Emit one second of figures: the [RX]/[TX] log lines, the recorder, the live page."""
+        self._second += 1
+        self._next_report += 1.0
+        if now - self._next_report > 1.0:  # a long stall: realign instead of bursting reports
+            self._next_report = now + 1.0
+        last = self._last
+        rx_drops_total = self.rx_q.drops_total
+        tx_drops_total = self.tx_q.drops_total + self.send_q_drops()
+        current = {
+            "frames_in": self.frames_in,
+            "rx_drops": rx_drops_total,
+            "tx_fps": self.tx.frames_sent,
+            "tx_drops": tx_drops_total,
+        }
+        sample = SecondSample(
+            call_sid=self.call_sid,
+            second=self._second,
+            at=self._wall_clock(),
+            fps_in=current["frames_in"] - last["frames_in"],
+            rx_q=self.rx_q.qsize(),
+            rx_drops=current["rx_drops"] - last["rx_drops"],
+            rx_drops_total=rx_drops_total,
+            write_ms=self.rx.take_write_ms_max(),
+            tx_fps=current["tx_fps"] - last["tx_fps"],
+            tx_q=self.tx_q.qsize(),
+            tx_drops=current["tx_drops"] - last["tx_drops"],
+            tx_drops_total=tx_drops_total,
+            send_q=self.send_q_depth(),
+            mark_rtt_ms=self.marks.take_window_rtt_ms(),
+        )
+        self._last = current
+        log.info(sample.rx_line())
+        log.info(sample.tx_line())
+        for name in self.marks.overdue(self.config.mark_timeout_s):
+            log.warning(
+                "call=%s mark %s not echoed within %.0f s",
+                self.call_sid,
+                name,
+                self.config.mark_timeout_s,
+            )
+            self.observer.event(self.call_sid, "mark_lost", name)
+        self.observer.second(sample)
+
+    # --- shutdown ---
+
+    def stop(self, reason: str) -> dict[str, Any]:
+        """Finish the call: drain RX in order, close STT (last final), stop TX; blocks ~1 s at most.
+
+        Runs off the event loop (the consumer calls it in a worker thread).
+        """
+        with self._stop_lock:
+            if self.stopped:
+                return {}
+            self.stopped = True
+        deadline = self._clock() + self.config.stop_timeout_s
+        self.rx.draining = True
+        self.rx_q.put_control(Control("stop"), timeout=0)
+        if not self.rx.join(max(0.05, deadline - self._clock())):
+            self.rx.abort()
+            self.rx.join(0.1)
+        unwritten = self._count_unwritten()
+        stt = self.stt
+        if stt is not None:
+            try:
+                stt.close(timeout=max(0.2, deadline - self._clock()))
+            except Exception:
+                log.exception("call=%s STT close failed", self.call_sid)
+        self.endpointer.close()
+        tx_stopped = self.tx.stop(timeout=max(0.05, deadline - self._clock()))
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - self._clock()))
+        totals = self.totals(unwritten=unwritten)
+        if not tx_stopped or self.alive_threads():
+            log.warning(
+                "call=%s threads still alive at stop: %s", self.call_sid, self.alive_threads()
+            )
+        log.info(
+            "call=%s ended (%s): in=%d written=%d out=%d rx_drops=%d tx_drops=%d unwritten=%d",
+            self.call_sid,
+            reason,
+            totals["frames_in"],
+            totals["frames_written"],
+            totals["frames_out"],
+            totals["rx_drops"],
+            totals["tx_drops"],
+            unwritten,
+        )
+        self.observer.ended(self, reason, totals)
+        return totals
+
+    def _count_unwritten(self) -> int:
+        """Frames still queued after RX gave up (STT never became ready): lost, so counted."""
+        left = self.rx_q.drain_matching(lambda item: type(item) is bytes)
+        return len(left) + (1 if self.rx.pending is not None else 0)
+
+    def totals(self, *, unwritten: int = 0) -> dict[str, Any]:
+        return {
+            "frames_in": self.frames_in,
+            "frames_written": self.rx.frames_written,
+            "frames_out": self.tx.frames_sent,
+            "rx_drops": self.rx_q.drops_total + unwritten,
+            "tx_drops": self.tx_q.drops_total + self.send_q_drops(),
+            "stt_open_ms": self.stt_open_ms,
+            "first_tx_ms": (
+                (self.tx.first_frame_at - self.started_at) * 1000.0
+                if self.tx.first_frame_at is not None
+                else None
+            ),
+            "marks_sent": self.marks.sent,
+            "marks_echoed": self.marks.echoed,
+        }
+
+    def alive_threads(self) -> list[str]:
+        """Names of this call's threads still running (should be none after `stop`)."""
+        return [
+            t.name for t in threading.enumerate() if t.name.endswith(self.call_sid) and t.is_alive()
+        ]
