@@ -35,6 +35,7 @@ class RxWorker:
         cadence: Cadence,
         burst_frames: int = 2,
         clock: Callable[[], float] = time.perf_counter,
+        get_timeout_s: float = GET_TIMEOUT_S,
     ) -> None:
         """`write` returns False while no STT session is ready; `on_control` False ends the loop."""
         self.rx_q = rx_q
@@ -44,6 +45,7 @@ class RxWorker:
         self._cadence = cadence
         self._burst = burst_frames
         self._clock = clock
+        self._get_timeout_s = get_timeout_s
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._running = True
         self.draining = False  # at stop: write what is queued without waiting for the cadence
@@ -105,7 +107,7 @@ class RxWorker:
         rx_q, cadence = self.rx_q, self._cadence
         while self._running:
             if self.pending is None:
-                item = rx_q.get(timeout=GET_TIMEOUT_S)
+                item = rx_q.get(timeout=self._get_timeout_s)
                 if item is None:
                     self._on_tick()
                     continue

@@ -119,7 +119,7 @@ class TxWorker:
                 prompt = self._feed[0]
                 self.current = prompt
                 index = prompt.position
-                if index and index % prompt.mark_every_frames == 0:
+                if index and index % prompt.mark_every_frames == 0 and index < len(prompt.frames):
                     tx_q.put_control(Control("mark", prompt.mark_name(index)), timeout=0)
                 if index < len(prompt.frames):
                     tx_q.put_media(prompt.frames[index])
