@@ -8,7 +8,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 # A .env beside manage.py is read when present; the process environment always wins.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=True)
 # Development default only: production sets SECRET_KEY (see README, `check --deploy`).
@@ -66,12 +67,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The calls recorder (calls/recorder.py): one bounded queue of rows, one writer thread.
+RECORDER_QUEUE_SIZE = env.int("RECORDER_QUEUE_SIZE", default=50_000)  # rows; then sheds partials
+RECORDER_BATCH_SIZE = env.int("RECORDER_BATCH_SIZE", default=500)
+RECORDER_LINGER_MS = env.int("RECORDER_LINGER_MS", default=50)  # gather rows into one transaction
+RECORDER_RETRY_MAX_S = env.float("RECORDER_RETRY_MAX_S", default=5.0)
+RECORDER_HEARTBEAT_S = env.float("RECORDER_HEARTBEAT_S", default=10.0)
+
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # The prefix keeps deployments (and test runs) sharing one Redis apart.
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", default="asgi")},
         }
     }
 else:
@@ -100,6 +109,9 @@ RX_QUEUE_FRAMES = env.int("RX_QUEUE_FRAMES", default=200)
 TX_QUEUE_FRAMES = env.int("TX_QUEUE_FRAMES", default=144)
 SEND_QUEUE_FRAMES = env.int("SEND_QUEUE_FRAMES", default=144)
 TX_BACKPRESSURE = env.float("TX_BACKPRESSURE", default=0.9)
+# Prompt audio kept queued ahead of the TX cadence: enough to never starve a tick, small enough
+# that q stays near the brief's "q < 20" and a barge-in has little to discard.
+TX_PREFILL_FRAMES = env.int("TX_PREFILL_FRAMES", default=5)
 TX_IDLE_SILENCE = env.bool("TX_IDLE_SILENCE", default=True)
 # Prompts carry a mark every this many ms, so a barge-in can tell how much was heard.
 PROMPT_MARK_MS = env.int("PROMPT_MARK_MS", default=1000)
@@ -127,6 +139,25 @@ TTS_CACHE_DIR = env.path("TTS_CACHE_DIR", default=BASE_DIR / "var" / "tts-cache"
 GOOGLE_SPEECH_ENDPOINT = env.str("GOOGLE_SPEECH_ENDPOINT", default="speech.googleapis.com")
 GOOGLE_SPEECH_EMULATOR_HOST = env.str("GOOGLE_SPEECH_EMULATOR_HOST", default="")
 GOOGLE_TTS_EMULATOR_HOST = env.str("GOOGLE_TTS_EMULATOR_HOST", default="")
+# Tried in order when an endpoint refuses the language or model (v1 serves the global
+# speech.googleapis.com, eu-speech.googleapis.com and us-speech.googleapis.com).
+GOOGLE_SPEECH_FALLBACK_ENDPOINTS = env.list(
+    "GOOGLE_SPEECH_FALLBACK_ENDPOINTS", default=["speech.googleapis.com"]
+)
+# Empty: Google picks (the enhanced variant where one exists); e.g. phone_call, latest_long.
+GOOGLE_SPEECH_MODEL = env.str("GOOGLE_SPEECH_MODEL", default="")
+GOOGLE_SPEECH_ENCODING = env.str("GOOGLE_SPEECH_ENCODING", default="MULAW")  # Twilio's bytes as is
+GOOGLE_STREAM_ROTATE_S = env.float("GOOGLE_STREAM_ROTATE_S", default=290.0)  # Google stops at ~305
+GOOGLE_STREAM_BACKOFF_S = env.float("GOOGLE_STREAM_BACKOFF_S", default=0.25)
+GOOGLE_STREAM_BACKOFF_MAX_S = env.float("GOOGLE_STREAM_BACKOFF_MAX_S", default=4.0)
+# Failed reconnects in a row before VAD-cut utterances go to single `recognize` requests.
+GOOGLE_STREAM_MAX_FAILURES = env.int("GOOGLE_STREAM_MAX_FAILURES", default=3)
+GOOGLE_STT_QUEUE_FRAMES = env.int("GOOGLE_STT_QUEUE_FRAMES", default=250)  # 5 s waits out a reconnect
+GOOGLE_STT_REPLAY_MAX_MS = env.int("GOOGLE_STT_REPLAY_MAX_MS", default=20_000)
+GOOGLE_RECOGNIZE_TIMEOUT_S = env.float("GOOGLE_RECOGNIZE_TIMEOUT_S", default=10.0)
+GOOGLE_TTS_VOICE = env.str("GOOGLE_TTS_VOICE", default="he-IL-Wavenet-A")
+GOOGLE_TTS_ENDPOINT = env.str("GOOGLE_TTS_ENDPOINT", default="texttospeech.googleapis.com")
+GOOGLE_TTS_TIMEOUT_S = env.float("GOOGLE_TTS_TIMEOUT_S", default=10.0)
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

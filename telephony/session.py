@@ -39,6 +39,7 @@ class SessionConfig:
     frame_ms: int = 20
     batch_ms: int = 40
     backpressure: float = 0.9
+    prefill_frames: int = 5
     idle_silence: bool = True
     greeting_text: str = ""
     prompt_mark_ms: int = 1000
@@ -53,6 +54,7 @@ class SessionConfig:
             frame_ms=settings.FRAME_MS,
             batch_ms=settings.BATCH_MS,
             backpressure=settings.TX_BACKPRESSURE,
+            prefill_frames=settings.TX_PREFILL_FRAMES,
             idle_silence=settings.TX_IDLE_SILENCE,
             greeting_text=settings.GREETING_TEXT,
             prompt_mark_ms=settings.PROMPT_MARK_MS,
@@ -171,6 +173,7 @@ class CallSession:
             cadence=Cadence(frame_s, 2 * frame_s, clock=self._clock),
             marks=self.marks,
             backpressure=cfg.backpressure,
+            prefill_frames=cfg.prefill_frames,
             idle_silence=cfg.idle_silence,
         )
         self.rx.start()

@@ -1,8 +1,9 @@
 """The TX worker: the one place that produces what is sent to Twilio, on a 20 ms cadence.
 
 Prompts (the greeting, replies) are not pushed into `tx_q` all at once: a prompt of several
-seconds is longer than the queue. They wait in a feed that tops `tx_q` up to the back-pressure
-level (90 %) each tick, so a producer never overflows the queue and never blocks a caller's loop.
+seconds is longer than the queue. They wait in a feed that tops `tx_q` up each tick to a small
+prefill level, and never past the back-pressure level (90 %), so a producer never overflows the
+queue, never blocks a caller's loop, and q stays small (the brief's GO check wants q < 20).
 Each tick sends the control items at the head of the queue (marks, clear) and then one media
 frame, or a silence frame when there is nothing to say, keeping the outbound cadence continuous.
 """
@@ -64,14 +65,18 @@ class TxWorker:
         cadence: Cadence,
         marks: MarkTracker,
         backpressure: float = 0.9,
+        prefill_frames: int | None = None,
         idle_silence: bool = True,
     ) -> None:
+        """Prompts are fed into `tx_q` up to `prefill_frames`, never past `backpressure`."""
         self.tx_q = tx_q
         self._messages = messages
         self._deliver = deliver
         self._cadence = cadence
         self._marks = marks
         self._high_water = max(1, int(tx_q.maxsize * backpressure))
+        if prefill_frames is not None:
+            self._high_water = max(1, min(self._high_water, prefill_frames))
         self._idle_frame = SILENCE_FRAME if idle_silence else None
         self._feed: deque[Prompt] = deque()
         self._lock = threading.Lock()
