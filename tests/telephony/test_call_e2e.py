@@ -1,0 +1,88 @@
+"""A real call: daphne on loopback, dialled by the simulated Twilio caller."""
+
+import asyncio
+import re
+import time
+
+from django.conf import settings
+
+from telephony.audio import ulaw_to_pcm16
+from telephony.caller import dial, speech_audio
+
+PHRASE = "I would like to check the status of my order"
+LINE = re.compile(r"\[(RX|TX)\] call=(\w+) (.*)")
+
+
+def figures(log: str, call_sid: str, kind: str) -> list[dict[str, float]]:
+    rows = []
+    for match in LINE.finditer(log):
+        if match.group(1) == kind and match.group(2) == call_sid:
+            rows.append({k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", match.group(3))})
+    return rows
+
+
+def wait_for(server, text: str, timeout_s: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        log = server.log_text()
+        if text in log:
+            return log
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in the server log:\n{server.log_text()[-3000:]}")
+
+
+def rms(ulaw: bytes) -> float:
+    pcm = ulaw_to_pcm16(ulaw)
+    samples = memoryview(pcm).cast("h")
+    return (sum(s * s for s in samples) / max(1, len(samples))) ** 0.5
+
+
+def test_a_call_from_webhook_to_final(server_factory):
+    server = server_factory(env={"STT_ENGINE": "whisper", "TTS_ENGINE": "espeak"})
+    report = asyncio.run(
+        dial(
+            server.base_url,
+            auth_token=settings.TWILIO_AUTH_TOKEN,
+            audio=speech_audio(PHRASE),
+            lead_silence_s=1.0,
+            tail_silence_s=3.0,
+            save_received=True,
+        )
+    )
+    assert report.error is None, report.error
+    assert report.close_code == 1000
+    call = report.call_sid
+    log = wait_for(server, f"call={call} ended (stop)")
+
+    # The transcript: the last word on the utterance (FINAL or its revision) has the words.
+    said = [m.group(2) for m in re.finditer(rf"(FINAL|REVISED)\] call={call} (.*)", log)]
+    assert said, log[-3000:]
+    heard = said[-1].lower()
+    assert "status" in heard, said
+    assert "order" in heard, said
+    assert f"🟡 [PARTIAL] call={call}" in log
+
+    # The operators' per-second lines: every frame written, queues short, on cadence.
+    rx, tx = figures(log, call, "RX"), figures(log, call, "TX")
+    assert len(rx) >= 5
+    assert all(row["drops"] == 0 for row in rx)
+    assert all(row["q"] <= 20 for row in rx)
+    assert all(45 <= row["fps_in"] <= 55 for row in rx[1:-1])
+    write_ms = sorted(row["write_ms"] for row in rx)
+    assert write_ms[len(write_ms) // 2] < 1.0
+    assert all(row["drops"] == 0 for row in tx)
+    assert all(row["q"] <= 20 for row in tx)
+    assert all(45 <= row["fps"] <= 55 for row in tx[1:-1])
+    ended = re.search(rf"call={call} ended \(stop\): in=(\d+) written=(\d+)", log)
+    assert ended.group(1) == ended.group(2) == str(report.frames_sent)
+
+    # The greeting was heard: its end mark came back, and its audio is in what the caller got.
+    assert f"call={call} greeting played" in log
+    assert any(name.startswith("greeting@end") for name in report.echoed_marks)
+    first_two_seconds = report.received_audio[: 2 * 8000]
+    assert rms(first_two_seconds) > 300  # speech, not silence (silence is 0)
+    assert report.first_media_ms is not None
+    assert report.first_media_ms < 200
+
+    # No thread outlives its call.
+    assert "threads still alive" not in log
