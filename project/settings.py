@@ -116,6 +116,16 @@ TX_IDLE_SILENCE = env.bool("TX_IDLE_SILENCE", default=True)
 # Prompts carry a mark every this many ms, so a barge-in can tell how much was heard.
 PROMPT_MARK_MS = env.int("PROMPT_MARK_MS", default=1000)
 
+# Barge-in: caller speech this long while a prompt plays stops the prompt (clicks and short
+# backchannels such as "mm" stay under it).
+BARGE_IN = env.bool("BARGE_IN", default=True)
+BARGE_IN_MIN_SPEECH_MS = env.int("BARGE_IN_MIN_SPEECH_MS", default=200)
+MARK_TIMEOUT_S = env.float("MARK_TIMEOUT_S", default=10.0)
+# A callable (dotted path, or `echo`) given each FINAL and DTMF digit; text it returns is said.
+REPLY_HOOK = env.str("REPLY_HOOK", default="")
+# A FINAL made locally waits this long for the engine's revision before the hook gets it.
+REPLY_SETTLE_MS = env.int("REPLY_SETTLE_MS", default=2000)
+
 # --- Speech -------------------------------------------------------------------------------------
 STT_ENGINE = env.str("STT_ENGINE", default="whisper")  # whisper | google | none
 TTS_ENGINE = env.str("TTS_ENGINE", default="espeak")  # espeak | google

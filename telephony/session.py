@@ -24,10 +24,11 @@ from .framequeue import Control, FrameQueue, Item
 from .marks import MarkTracker
 from .meters import SecondSample
 from .protocol import OutboundMessages
+from .replies import Replier, load_hook
 from .rx import RxWorker
 from .stt.base import SttEngine, SttSession
 from .transcript import TranscriptEvent
-from .tx import Deliver, Prompt, TxWorker
+from .tx import Deliver, Prompt, TxWorker, heard_ms
 
 log = logging.getLogger("telephony.call")
 
@@ -45,6 +46,10 @@ class SessionConfig:
     prompt_mark_ms: int = 1000
     mark_timeout_s: float = 10.0
     stop_timeout_s: float = 1.0
+    barge_in: bool = True
+    barge_in_min_speech_ms: int = 200
+    reply_hook: str = ""
+    reply_settle_ms: int = 2000
 
     @classmethod
     def from_settings(cls) -> SessionConfig:
@@ -58,6 +63,11 @@ class SessionConfig:
             idle_silence=settings.TX_IDLE_SILENCE,
             greeting_text=settings.GREETING_TEXT,
             prompt_mark_ms=settings.PROMPT_MARK_MS,
+            mark_timeout_s=settings.MARK_TIMEOUT_S,
+            barge_in=settings.BARGE_IN,
+            barge_in_min_speech_ms=settings.BARGE_IN_MIN_SPEECH_MS,
+            reply_hook=settings.REPLY_HOOK,
+            reply_settle_ms=settings.REPLY_SETTLE_MS,
         )
 
 
@@ -140,6 +150,23 @@ class CallSession:
         self._second = 0
         self._next_report = 0.0
         self._last = {"frames_in": 0, "rx_drops": 0, "tx_fps": 0, "tx_drops": 0}
+        hook = load_hook(self.config.reply_hook)
+        self.replier = (
+            Replier(
+                call_sid=call_sid,
+                hook=hook,
+                say=self._say_reply,
+                on_error=lambda why: self.observer.event(call_sid, "error", why),
+                settle_ms=self.config.reply_settle_ms,
+                clock=clock,
+            )
+            if hook is not None
+            else None
+        )
+        self._prompts = 0
+        self._speech_run = 0  # consecutive speech frames, for barge-in
+        self._barge_in_frames = max(1, self.config.barge_in_min_speech_ms // self.config.frame_ms)
+        self.interrupted: list[dict[str, Any]] = []  # prompts cut by barge-in, with what was heard
         self.send_q_depth: Callable[[], int] = lambda: 0
         self.send_q_drops: Callable[[], int] = lambda: 0
         self._threads: list[threading.Thread] = []
@@ -203,11 +230,17 @@ class CallSession:
             self.rx_q.qsize(),
         )
 
-    def say(self, text: str, *, label: str) -> Prompt:
+    def say(self, text: str, *, label: str | None = None) -> Prompt:
         """Play `text` through TX (never blocks on the queue: TX feeds it in at its pace)."""
+        self._prompts += 1
         frames = split_frames(self._render_prompt(text))
         mark_every = max(1, self.config.prompt_mark_ms // self.config.frame_ms)
-        prompt = Prompt(label=label, frames=frames, mark_every_frames=mark_every)
+        prompt = Prompt(
+            label=label or f"prompt{self._prompts}",
+            frames=frames,
+            mark_every_frames=mark_every,
+            text=text,
+        )
         self.tx.play(prompt)
         return prompt
 
@@ -228,7 +261,8 @@ class CallSession:
         if rtt_ms is None:
             self.observer.event(self.call_sid, "mark_unknown", name)
             return
-        if self.greeting is not None and name == self.greeting.end_mark:
+        greeting = self.greeting
+        if greeting is not None and name == greeting.end_mark and not greeting.interrupted:
             self.greeting_played_at = self._wall_clock()
             log.info("call=%s greeting played (mark rtt %.0f ms)", self.call_sid, rtt_ms)
             self.observer.greeting_played(self.call_sid)
@@ -240,9 +274,36 @@ class CallSession:
         stt = self.stt
         if stt is None:
             return False
-        self.endpointer.process_frame(frame)
+        if self.endpointer.process_frame(frame):
+            self._speech_run += 1
+            if self._speech_run == self._barge_in_frames and self.config.barge_in:
+                self._barge_in()
+        else:
+            self._speech_run = 0
         stt.write(frame)
         return True
+
+    def _barge_in(self) -> None:
+        """The caller talks over a prompt: stop it at once and note how much of it was heard."""
+        if not self.tx.speaking:
+            return
+        last_echoed = self.marks.last_echoed  # before the clear: Twilio echoes the rest at once
+        prompt = self.tx.clear()
+        if prompt is None:
+            return
+        prompt.interrupted = True
+        heard = heard_ms(last_echoed, prompt)
+        total = len(prompt.frames) * self.config.frame_ms
+        cut = {"prompt": prompt.label, "heard_ms": heard, "total_ms": total, "text": prompt.text}
+        self.interrupted.append(cut)
+        log.info(
+            "call=%s barge-in: %s cut after %d of %d ms heard",
+            self.call_sid,
+            prompt.label,
+            heard,
+            total,
+        )
+        self.observer.event(self.call_sid, "barge_in", prompt.label, cut)
 
     def _rx_control(self, item: Item) -> bool:
         if item.kind == "stop":
@@ -250,10 +311,22 @@ class CallSession:
         if item.kind == "dtmf":
             log.info("call=%s DTMF %s", self.call_sid, item.value)
             self.observer.event(self.call_sid, "dtmf", item.value)
+            if self.replier is not None:
+                self.replier.dtmf(item.value)
         return True
+
+    def _say_reply(self, text: str) -> None:
+        """Say what the reply hook returned (called in a reply worker thread)."""
+        if self.stopped:
+            return
+        prompt = self.say(text)
+        log.info("call=%s reply %s: %s", self.call_sid, prompt.label, text)
+        self.observer.event(self.call_sid, "reply", text, {"prompt": prompt.label})
 
     def _rx_tick(self) -> None:
         self.endpointer.tick()
+        if self.replier is not None:
+            self.replier.tick()
         now = self._clock()
         if now >= self._next_report:
             self._report(now)
@@ -282,6 +355,8 @@ class CallSession:
         else:
             log.info("✏️ [REVISED] call=%s %s", self.call_sid, event.text)
         self.observer.transcript(event)
+        if self.replier is not None:
+            self.replier.transcript(event)
 
     def _report(self, now: float) -> None:
         """Emit one second of figures: the [RX]/[TX] log lines, the recorder, the live page."""
@@ -338,6 +413,8 @@ class CallSession:
             if self.stopped:
                 return {}
             self.stopped = True
+        if self.replier is not None:
+            self.replier.close()  # the caller is gone: nothing more to say
         deadline = self._clock() + self.config.stop_timeout_s
         self.rx.draining = True
         self.rx_q.put_control(Control("stop"), timeout=0)
