@@ -8,6 +8,7 @@ from django.conf import settings
 
 from telephony.audio import ulaw_to_pcm16
 from telephony.caller import dial, speech_audio
+from telephony.management.commands.simulate_call import lead_silence_s
 
 PHRASE = "I would like to check the status of my order"
 LINE = re.compile(r"\[(RX|TX)\] call=(\w+) (.*)")
@@ -44,7 +45,7 @@ def test_a_call_from_webhook_to_final(server_factory):
             server.base_url,
             auth_token=settings.TWILIO_AUTH_TOKEN,
             audio=speech_audio(PHRASE),
-            lead_silence_s=1.0,
+            lead_silence_s=lead_silence_s(None),  # listen to the greeting, then speak
             tail_silence_s=3.0,
             save_received=True,
         )
@@ -79,6 +80,7 @@ def test_a_call_from_webhook_to_final(server_factory):
     # The greeting was heard: its end mark came back, and its audio is in what the caller got.
     assert f"call={call} greeting played" in log
     assert any(name.startswith("greeting@end") for name in report.echoed_marks)
+    assert report.clears_received == 0
     first_two_seconds = report.received_audio[: 2 * 8000]
     assert rms(first_two_seconds) > 300  # speech, not silence (silence is 0)
     assert report.first_media_ms is not None

@@ -78,7 +78,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--save-wav", type=Path, help="Save the audio each call received.")
         parser.add_argument(
-            "--lead-silence", type=float, default=0.5, help="Seconds of silence before speaking."
+            "--lead-silence",
+            type=float,
+            default=None,
+            help="Seconds of silence before speaking (default: listen to the configured "
+            "greeting first, as callers do, since talking over it interrupts it).",
         )
         parser.add_argument(
             "--tail-silence",
@@ -122,7 +126,7 @@ class Command(BaseCommand):
                 ramp_s=options["ramp"],
                 auth_token=options["auth_token"],
                 audio=audio,
-                lead_silence_s=options["lead_silence"],
+                lead_silence_s=lead_silence_s(options["lead_silence"]),
                 tail_silence_s=options["tail_silence"],
                 dtmf=dtmf,
                 save_received=options["save_wav"] is not None,
@@ -180,3 +184,15 @@ class Command(BaseCommand):
                 f"{sum(r.marks_received for r in reports)} "
                 f"clears={sum(r.clears_received for r in reports)}"
             )
+
+
+def lead_silence_s(option: float | None) -> float:
+    """The silence before the caller speaks: the greeting's length plus a breath, unless given."""
+    if option is not None:
+        return option
+    if not settings.GREETING_TEXT:
+        return 0.5
+    from telephony.tts import get_prompt_cache
+
+    greeting = get_prompt_cache().render(settings.GREETING_TEXT)
+    return len(greeting) / 8000 + 0.7
