@@ -1,0 +1,104 @@
+"""Live per-call figures: what the call sessions publish to the admin's live page.
+
+The sessions call these from their consumer's event loop; the messages go through the channel
+layer to every open live page, in this process or (with Redis) any other. Publishing is best
+effort: a slow or absent channel layer must never hold up or break a call.
+"""
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from channels.layers import BaseChannelLayer
+
+from telephony.meters import SecondSample
+
+logger = logging.getLogger(__name__)
+
+METRICS_GROUP = "call_metrics"
+PUBLISH_TIMEOUT_S = 0.5  # a group_send slower than this is given up (Redis in trouble)
+
+# The figures a sample carries, on the wire and in the page (the `[RX]`/`[TX]` line fields).
+SAMPLE_FIELDS = (
+    "second",
+    "fps_in",
+    "rx_q",
+    "rx_drops",
+    "rx_drops_total",
+    "write_ms",
+    "tx_fps",
+    "tx_q",
+    "tx_drops",
+    "tx_drops_total",
+    "send_q",
+    "mark_rtt_ms",
+)
+
+_last_failure_log = 0.0
+
+
+def epoch(at: datetime | float) -> float:
+    """Return seconds since the epoch, as the page's JavaScript takes them."""
+    return at.timestamp() if isinstance(at, datetime) else float(at)
+
+
+def sample_message(sample: Any, *, call_sid: str, at: datetime | float) -> dict[str, Any]:
+    """Return one sample as the page receives it (from a SecondSample or a MetricSample)."""
+    return {
+        "call_sid": call_sid,
+        "at": epoch(at),
+        **{name: getattr(sample, name) for name in SAMPLE_FIELDS},
+    }
+
+
+async def _send(layer: BaseChannelLayer | None, message: dict[str, Any]) -> bool:
+    global _last_failure_log
+    if layer is None:
+        return False
+    try:
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            await layer.group_send(METRICS_GROUP, message)
+        return True
+    except Exception as exc:  # a live page is never worth a call: log (at most every 10 s), go on
+        now = time.monotonic()
+        if now - _last_failure_log > 10:
+            _last_failure_log = now
+            logger.warning("live metrics not published (%s: %s)", type(exc).__name__, exc)
+        return False
+
+
+async def publish_started(
+    layer: BaseChannelLayer | None, *, call_sid: str, stream_sid: str, at: datetime | float
+) -> bool:
+    """Tell the live pages a call's stream started."""
+    return await _send(
+        layer,
+        {
+            "type": "metrics.started",
+            "call_sid": call_sid,
+            "stream_sid": stream_sid,
+            "at": epoch(at),
+        },
+    )
+
+
+async def publish_sample(layer: BaseChannelLayer | None, sample: SecondSample) -> bool:
+    """Send one second's figures of one call to the live pages."""
+    return await _send(
+        layer,
+        {
+            "type": "metrics.sample",
+            **sample_message(sample, call_sid=sample.call_sid, at=sample.at),
+        },
+    )
+
+
+async def publish_ended(
+    layer: BaseChannelLayer | None, *, call_sid: str, reason: str, at: datetime | float
+) -> bool:
+    """Tell the live pages a call ended."""
+    return await _send(
+        layer, {"type": "metrics.ended", "call_sid": call_sid, "reason": reason, "at": epoch(at)}
+    )

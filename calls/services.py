@@ -1,0 +1,269 @@
+"""Every write to the calls tables: the webhook's, the recorder's and the start-up sweep's."""
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from calls.gonogo import judge
+from calls.models import Call, CallEvent, MetricSample, Transcript
+from telephony.meters import SecondSample
+from telephony.transcript import TranscriptEvent
+
+logger = logging.getLogger(__name__)
+
+# Totals the stream reports that have columns of their own; the rest land in `Call.extra`.
+TOTAL_COLUMNS = ("frames_in", "frames_out", "rx_drops", "tx_drops")
+
+
+@dataclass(frozen=True, slots=True)
+class EventData:
+    """A call event as the call path reports it, before it has a row."""
+
+    call_sid: str
+    kind: str
+    at: datetime
+    detail: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def from_timestamp(ts: float) -> datetime:
+    """Return the aware UTC datetime of a `time.time()` value."""
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def call_answered(
+    *,
+    call_sid: str,
+    account_sid: str = "",
+    from_number: str = "",
+    to_number: str = "",
+    at: datetime | None = None,
+) -> Call:
+    """Create (or complete) the call's row when the voice webhook answers."""
+    at = at or timezone.now()
+    call, created = Call.objects.get_or_create(
+        call_sid=call_sid,
+        defaults={
+            "account_sid": account_sid,
+            "from_number": from_number,
+            "to_number": to_number,
+            "answered_at": at,
+            "created_at": at,
+            "status": Call.Status.ANSWERED,
+        },
+    )
+    if not created:
+        # The stream got here first (the webhook was slow or retried): keep its status.
+        Call.objects.filter(pk=call.pk).update(
+            account_sid=account_sid or call.account_sid,
+            from_number=from_number or call.from_number,
+            to_number=to_number or call.to_number,
+            answered_at=call.answered_at or at,
+        )
+        call.refresh_from_db()
+    return call
+
+
+def call_stream_started(
+    *,
+    call_sid: str,
+    stream_sid: str,
+    started_at: datetime,
+    account_sid: str = "",
+    stt_engine: str = "",
+    stt_language: str = "",
+    process: str = "",
+) -> Call:
+    """Mark the call active with its stream; create the row if the webhook's is missing."""
+    call, created = Call.objects.get_or_create(
+        call_sid=call_sid, defaults={"created_at": started_at, "status": Call.Status.ACTIVE}
+    )
+    if not created and call.stream_sid and call.stream_sid != stream_sid:
+        CallEvent.objects.create(
+            call=call,
+            kind=CallEvent.Kind.RECONNECT,
+            detail=f"new stream {stream_sid} (was {call.stream_sid})",
+            at=started_at,
+        )
+    call.stream_sid = stream_sid
+    call.account_sid = account_sid or call.account_sid
+    call.stt_engine = stt_engine
+    call.stt_language = stt_language
+    call.started_at = started_at
+    call.last_seen_at = started_at
+    call.process = process
+    call.status = Call.Status.ACTIVE
+    call.ended_at = None
+    call.end_reason = ""
+    call.save()
+    return call
+
+
+def call_ids_ensure(*, call_sids: Iterable[str], at: datetime) -> dict[str, int]:
+    """Return the row id of each call; create a bare active row for a call never seen."""
+    wanted = set(call_sids)
+    ids = dict(Call.objects.filter(call_sid__in=wanted).values_list("call_sid", "id"))
+    missing = wanted - ids.keys()
+    if missing:
+        logger.warning("recording %d call(s) with no row yet: %s", len(missing), sorted(missing))
+        # ignore_conflicts: the webhook may be creating the same row right now.
+        Call.objects.bulk_create(
+            [Call(call_sid=sid, created_at=at, status=Call.Status.ACTIVE) for sid in missing],
+            ignore_conflicts=True,
+        )
+        ids.update(Call.objects.filter(call_sid__in=missing).values_list("call_sid", "id"))
+    return ids
+
+
+def transcripts_create(
+    *, events: Sequence[TranscriptEvent], call_ids: Mapping[str, int]
+) -> list[Transcript]:
+    """Write partials, finals and revisions, and count each call's finals."""
+    rows = [
+        Transcript(
+            call_id=call_ids[e.call_sid],
+            kind=e.kind,
+            text=e.text,
+            utterance=e.utterance,
+            offset_ms=max(0, e.offset_ms),
+            latency_ms=e.latency_ms,
+            local=e.local,
+            at=from_timestamp(e.at),
+        )
+        for e in events
+    ]
+    created = Transcript.objects.bulk_create(rows)
+    finals = Counter(call_ids[e.call_sid] for e in events if e.kind == Transcript.Kind.FINAL)
+    for call_id, n in finals.items():
+        Call.objects.filter(pk=call_id).update(finals=F("finals") + n)
+    return created
+
+
+def metric_samples_create(*, samples: Sequence[SecondSample], call_ids: Mapping[str, int]) -> int:
+    """Write per-second samples; a second already recorded for a call is skipped."""
+    rows = [
+        MetricSample(
+            call_id=call_ids[s.call_sid],
+            second=max(0, s.second),
+            at=from_timestamp(s.at),
+            fps_in=s.fps_in,
+            rx_q=s.rx_q,
+            rx_drops=s.rx_drops,
+            rx_drops_total=s.rx_drops_total,
+            write_ms=s.write_ms,
+            tx_fps=s.tx_fps,
+            tx_q=s.tx_q,
+            tx_drops=s.tx_drops,
+            tx_drops_total=s.tx_drops_total,
+            send_q=s.send_q,
+            mark_rtt_ms=s.mark_rtt_ms,
+        )
+        for s in samples
+    ]
+    # ignore_conflicts: a batch retried after a lost commit acknowledgement must not fail forever.
+    MetricSample.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def call_events_create(*, events: Sequence[EventData], call_ids: Mapping[str, int]) -> int:
+    """Write call events."""
+    rows = [
+        CallEvent(
+            call_id=call_ids[e.call_sid],
+            kind=e.kind[:16],
+            detail=e.detail[:500],
+            data=dict(e.data),
+            at=e.at,
+        )
+        for e in events
+    ]
+    CallEvent.objects.bulk_create(rows)
+    return len(rows)
+
+
+def call_seen(*, call_id: int, at: datetime, rx_drops: int | None, tx_drops: int | None) -> None:
+    """Note that a running call is alive, with its running drop totals."""
+    updates: dict[str, Any] = {"last_seen_at": at}
+    if rx_drops is not None:
+        updates["rx_drops"] = rx_drops
+    if tx_drops is not None:
+        updates["tx_drops"] = tx_drops
+    # Only a running call: a late sample must not bring an ended call back.
+    Call.objects.filter(pk=call_id, status=Call.Status.ACTIVE).update(**updates)
+
+
+def call_greeting_played(*, call_sid: str, at: datetime) -> None:
+    """Record when the greeting finished playing (the first time only)."""
+    Call.objects.filter(call_sid=call_sid, greeting_played_at__isnull=True).update(
+        greeting_played_at=at
+    )
+
+
+def call_ended(
+    *,
+    call_sid: str,
+    reason: str,
+    ended_at: datetime,
+    totals: Mapping[str, Any],
+    status: str = Call.Status.ENDED,
+    shed: Mapping[str, int] | None = None,
+) -> Call:
+    """Close the call: status, totals, and the GO/NO-GO verdict from its samples."""
+    with transaction.atomic():
+        call, _ = Call.objects.select_for_update().get_or_create(
+            call_sid=call_sid, defaults={"created_at": ended_at, "status": status}
+        )
+        for name in TOTAL_COLUMNS:
+            if name in totals:
+                setattr(call, name, int(totals[name]))
+        call.bad_input = dict(totals.get("bad_input") or {})
+        call.extra = {
+            k: v for k, v in totals.items() if k not in TOTAL_COLUMNS and k != "bad_input"
+        }
+        call.shed = dict(shed or {})
+        call.status = status
+        call.end_reason = reason[:200]
+        call.ended_at = ended_at
+        call.last_seen_at = ended_at
+        verdict = judge(
+            list(MetricSample.objects.filter(call=call)),
+            rx_drops_total=int(totals["rx_drops"]) if "rx_drops" in totals else None,
+        )
+        call.go = verdict.go
+        call.go_reasons = list(verdict.reasons)
+        call.save()
+    return call
+
+
+def calls_mark_interrupted(*, now: datetime, stale_after: timedelta = timedelta(seconds=60)) -> int:
+    """Close calls left unfinished by a process that went away; return how many.
+
+    A running call is seen at least every `RECORDER_HEARTBEAT_S` (10 s) while its process lives,
+    so with the default `stale_after` this is safe to run while other processes carry calls.
+    """
+    cutoff = now - stale_after
+    never_seen = Q(last_seen_at__isnull=True) & (
+        Q(started_at__lt=cutoff) | Q(started_at__isnull=True, created_at__lt=cutoff)
+    )
+    stale = Call.objects.filter(Q(last_seen_at__lt=cutoff) | never_seen)
+    interrupted = stale.filter(status=Call.Status.ACTIVE).update(
+        status=Call.Status.INTERRUPTED, end_reason="process went away", ended_at=now
+    )
+    failed = stale.filter(status=Call.Status.ANSWERED).update(
+        status=Call.Status.FAILED, end_reason="stream never started", ended_at=now
+    )
+    if interrupted or failed:
+        logger.warning(
+            "marked %d call(s) interrupted and %d failed (unfinished, unseen since %s)",
+            interrupted,
+            failed,
+            cutoff.isoformat(),
+        )
+    return interrupted + failed

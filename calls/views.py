@@ -1,0 +1,23 @@
+"""The admin's live page of running calls (its figures arrive over /ws/admin/metrics/)."""
+
+from django.contrib.admin import ModelAdmin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+LIVE_SOCKET_PATH = "/ws/admin/metrics/"
+
+
+def live_metrics(request: HttpRequest, *, model_admin: ModelAdmin) -> HttpResponse:
+    """Render the live page for staff who may view calls (the admin wrapper checks staff)."""
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    opts = model_admin.model._meta
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Live calls",
+        "opts": opts,
+        "app_label": opts.app_label,
+        "socket_path": LIVE_SOCKET_PATH,
+    }
+    return TemplateResponse(request, "admin/calls/call/live.html", context)

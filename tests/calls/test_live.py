@@ -1,0 +1,165 @@
+"""The live page's socket through the project's ASGI app: staff only, a snapshot, live figures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from calls import live, services
+from tests.calls.factories import said, sample
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PATH = "/ws/admin/metrics/"
+ORIGIN = (b"origin", b"http://testserver")
+
+
+@pytest.fixture(scope="module")
+def application() -> Any:
+    from project.asgi import application
+
+    return application
+
+
+def session_headers(user: User | None) -> list[tuple[bytes, bytes]]:
+    """Return the headers of a browser logged in as `user` (or of nobody)."""
+    if user is None:
+        return [ORIGIN]
+    client = Client()
+    client.force_login(user)
+    return [ORIGIN, (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+
+
+@pytest.fixture
+def staff_headers(staff_user: User) -> list[tuple[bytes, bytes]]:
+    return session_headers(staff_user)
+
+
+@pytest.fixture
+def plain_headers(plain_user: User) -> list[tuple[bytes, bytes]]:
+    return session_headers(plain_user)
+
+
+@pytest.fixture
+def staff_without_permission_headers(transactional_db: None) -> list[tuple[bytes, bytes]]:
+    return session_headers(User.objects.create_user("temp", password="x", is_staff=True))
+
+
+async def refused(application: Any, headers: list[tuple[bytes, bytes]]) -> bool:
+    communicator = WebsocketCommunicator(application, PATH, headers=headers)
+    connected, _ = await communicator.connect()
+    await communicator.disconnect()
+    return not connected
+
+
+async def test_anonymous_is_refused(application: Any) -> None:
+    assert await refused(application, session_headers(None))
+
+
+async def test_a_user_who_is_not_staff_is_refused(
+    application: Any, plain_headers: list[tuple[bytes, bytes]]
+) -> None:
+    assert await refused(application, plain_headers)
+
+
+async def test_staff_without_the_view_permission_is_refused(
+    application: Any, staff_without_permission_headers: list[tuple[bytes, bytes]]
+) -> None:
+    assert await refused(application, staff_without_permission_headers)
+
+
+async def test_staff_are_accepted(
+    application: Any, staff_headers: list[tuple[bytes, bytes]]
+) -> None:
+    assert not await refused(application, staff_headers)
+
+
+async def test_staff_get_a_snapshot_then_live_figures(
+    application: Any, staff_headers: list[tuple[bytes, bytes]]
+) -> None:
+    layer = get_channel_layer()
+    communicator = WebsocketCommunicator(application, PATH, headers=staff_headers)
+    connected, _ = await communicator.connect()
+    assert connected
+    snapshot = await communicator.receive_json_from(timeout=5)
+    assert snapshot == {"type": "snapshot", "calls": []}
+
+    assert await live.publish_started(layer, call_sid="CA1", stream_sid="MZ1", at=1_800_000_000)
+    started = await communicator.receive_json_from(timeout=5)
+    assert started == {"type": "started", "call_sid": "CA1", "stream_sid": "MZ1",
+                       "at": 1_800_000_000.0}  # fmt: skip
+
+    assert await live.publish_sample(layer, sample("CA1", 7, fps_in=48, rx_drops=2))
+    figures = await communicator.receive_json_from(timeout=5)
+    assert figures["type"] == "sample"
+    assert figures["call_sid"] == "CA1"
+    assert (figures["second"], figures["fps_in"], figures["rx_drops"]) == (7, 48, 2)
+    assert figures["write_ms"] == pytest.approx(0.2)
+
+    assert await live.publish_ended(layer, call_sid="CA1", reason="stop", at=datetime.now(UTC))
+    ended = await communicator.receive_json_from(timeout=5)
+    assert (ended["type"], ended["call_sid"], ended["reason"]) == ("ended", "CA1", "stop")
+    await communicator.disconnect()
+    # Gone from the group: nothing is sent to a closed page.
+    assert await live.publish_sample(layer, sample("CA1", 8))
+    assert await communicator.receive_nothing(timeout=0.1)
+
+
+@pytest.fixture
+def running_call(transactional_db: None) -> None:
+    now = timezone.now()
+    call = services.call_stream_started(call_sid="CA-run", stream_sid="MZ-run", started_at=now)
+    services.metric_samples_create(
+        samples=[sample("CA-run", 0), sample("CA-run", 1, rx_q=9)], call_ids={"CA-run": call.pk}
+    )
+    services.transcripts_create(
+        events=[said("CA-run", "final", "hi")], call_ids={"CA-run": call.pk}
+    )
+
+
+async def test_the_snapshot_holds_the_running_calls(
+    application: Any, staff_headers: list[tuple[bytes, bytes]], running_call: None
+) -> None:
+    communicator = WebsocketCommunicator(application, PATH, headers=staff_headers)
+    connected, _ = await communicator.connect()
+    assert connected
+    snapshot = await communicator.receive_json_from(timeout=5)
+    (call,) = snapshot["calls"]
+    assert call["call_sid"] == "CA-run"
+    assert call["stream_sid"] == "MZ-run"
+    assert [s["rx_q"] for s in call["samples"]] == [2, 9]
+    await communicator.disconnect()
+
+
+async def test_publishing_without_a_layer_or_with_a_broken_one_never_raises() -> None:
+    class Broken:
+        async def group_send(self, group: str, message: dict[str, Any]) -> None:
+            raise ConnectionError("redis is down")
+
+    assert not await live.publish_sample(None, sample("CA1", 1))
+    assert not await live.publish_sample(Broken(), sample("CA1", 1))  # type: ignore[arg-type]
+    assert not await live.publish_ended(Broken(), call_sid="CA1", reason="x", at=0.0)  # type: ignore[arg-type]
+
+
+async def test_a_page_from_another_site_is_refused(
+    staff_headers: list[tuple[bytes, bytes]], settings: Any
+) -> None:
+    """The router's origin check, as project/asgi.py builds it, once ALLOWED_HOSTS is set."""
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import URLRouter
+    from channels.security.websocket import AllowedHostsOriginValidator
+
+    from calls.routing import websocket_urlpatterns
+
+    settings.ALLOWED_HOSTS = ["testserver"]
+    app = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+    cookie = [h for h in staff_headers if h[0] == b"cookie"]
+    assert await refused(app, [(b"origin", b"https://evil.example"), *cookie])
+    assert not await refused(app, [ORIGIN, *cookie])
