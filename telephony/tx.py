@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .audio import FRAME_MS, SILENCE_FRAME
 from .cadence import Cadence
@@ -35,8 +35,9 @@ class Prompt:
     label: str
     frames: list[bytes]
     mark_every_frames: int = 50
+    text: str = ""
     position: int = 0
-    marks_placed: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
     def mark_name(self, frame_index: int) -> str:
         return f"{self.label}@{frame_index * FRAME_MS}"
