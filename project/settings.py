@@ -116,10 +116,11 @@ TX_IDLE_SILENCE = env.bool("TX_IDLE_SILENCE", default=True)
 # Prompts carry a mark every this many ms, so a barge-in can tell how much was heard.
 PROMPT_MARK_MS = env.int("PROMPT_MARK_MS", default=1000)
 
-# Barge-in: caller speech this long while a prompt plays stops the prompt (clicks and short
-# backchannels such as "mm" stay under it).
+# Barge-in: caller speech this long while a prompt plays stops the prompt. Clicks and short
+# backchannels ("mm") stay under it: webrtcvad itself holds "speech" 80-120 ms past a sound, so
+# 300 ms here lets sounds of up to ~200 ms through.
 BARGE_IN = env.bool("BARGE_IN", default=True)
-BARGE_IN_MIN_SPEECH_MS = env.int("BARGE_IN_MIN_SPEECH_MS", default=200)
+BARGE_IN_MIN_SPEECH_MS = env.int("BARGE_IN_MIN_SPEECH_MS", default=300)
 MARK_TIMEOUT_S = env.float("MARK_TIMEOUT_S", default=10.0)
 # A callable (dotted path, or `echo`) given each FINAL and DTMF digit; text it returns is said.
 REPLY_HOOK = env.str("REPLY_HOOK", default="")
@@ -162,7 +163,9 @@ GOOGLE_STREAM_BACKOFF_S = env.float("GOOGLE_STREAM_BACKOFF_S", default=0.25)
 GOOGLE_STREAM_BACKOFF_MAX_S = env.float("GOOGLE_STREAM_BACKOFF_MAX_S", default=4.0)
 # Failed reconnects in a row before VAD-cut utterances go to single `recognize` requests.
 GOOGLE_STREAM_MAX_FAILURES = env.int("GOOGLE_STREAM_MAX_FAILURES", default=3)
-GOOGLE_STT_QUEUE_FRAMES = env.int("GOOGLE_STT_QUEUE_FRAMES", default=250)  # 5 s waits out a reconnect
+GOOGLE_STT_QUEUE_FRAMES = env.int(
+    "GOOGLE_STT_QUEUE_FRAMES", default=250
+)  # 5 s waits out a reconnect
 GOOGLE_STT_REPLAY_MAX_MS = env.int("GOOGLE_STT_REPLAY_MAX_MS", default=20_000)
 GOOGLE_RECOGNIZE_TIMEOUT_S = env.float("GOOGLE_RECOGNIZE_TIMEOUT_S", default=10.0)
 GOOGLE_TTS_VOICE = env.str("GOOGLE_TTS_VOICE", default="he-IL-Wavenet-A")

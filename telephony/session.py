@@ -47,7 +47,7 @@ class SessionConfig:
     mark_timeout_s: float = 10.0
     stop_timeout_s: float = 1.0
     barge_in: bool = True
-    barge_in_min_speech_ms: int = 200
+    barge_in_min_speech_ms: int = 300
     reply_hook: str = ""
     reply_settle_ms: int = 2000
 
@@ -175,6 +175,20 @@ class CallSession:
 
     def start(self) -> None:
         """Start the call's workers in the brief's order; returns at once."""
+        self.build()
+        self.rx.start()
+        self.tx.start()
+        opener = threading.Thread(
+            target=self._open_stt, name=f"stt-open-{self.call_sid}", daemon=True
+        )
+        self._threads.append(opener)
+        opener.start()
+        if self.config.greeting_text:
+            self.greeting = self.say(self.config.greeting_text, label="greeting")
+        self.observer.started(self)
+
+    def build(self) -> None:
+        """Create the queues and the workers, without starting any thread."""
         cfg = self.config
         name = self.call_sid
         frame_s = cfg.frame_ms / 1000.0
@@ -203,14 +217,6 @@ class CallSession:
             prefill_frames=cfg.prefill_frames,
             idle_silence=cfg.idle_silence,
         )
-        self.rx.start()
-        self.tx.start()
-        opener = threading.Thread(target=self._open_stt, name=f"stt-open-{name}", daemon=True)
-        self._threads.append(opener)
-        opener.start()
-        if cfg.greeting_text:
-            self.greeting = self.say(cfg.greeting_text, label="greeting")
-        self.observer.started(self)
 
     def _open_stt(self) -> None:
         t0 = self._clock()

@@ -151,21 +151,26 @@ class TxWorker:
             log.exception("TX worker %s failed", self._thread.name)
 
     def _loop(self) -> None:
-        tx_q, cadence = self.tx_q, self._cadence
+        cadence = self._cadence
         while self._running:
             cadence.wait()
-            if self._feed:
-                self._refill()
-            item = tx_q.get_nowait()
-            while item is not None and not is_media(item):
-                self._send_control(item)
-                item = tx_q.get_nowait()
-            if item is None and self._idle_frame is not None:
-                item = self._idle_frame
-                self.silence_sent += 1
-            if item is not None:
-                self._deliver(self._messages.media(item), "media")
-                self.frames_sent += 1
-                if self.first_frame_at is None:
-                    self.first_frame_at = cadence.now()
+            self.tick()
             cadence.advance()
+
+    def tick(self) -> None:
+        """Send the control items at the head of the queue, then one frame (or silence)."""
+        tx_q = self.tx_q
+        if self._feed:
+            self._refill()
+        item = tx_q.get_nowait()
+        while item is not None and not is_media(item):
+            self._send_control(item)
+            item = tx_q.get_nowait()
+        if item is None and self._idle_frame is not None:
+            item = self._idle_frame
+            self.silence_sent += 1
+        if item is not None:
+            self._deliver(self._messages.media(item), "media")
+            self.frames_sent += 1
+            if self.first_frame_at is None:
+                self.first_frame_at = self._cadence.now()

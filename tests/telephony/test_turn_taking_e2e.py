@@ -17,7 +17,7 @@ LONG_GREETING = (
 
 def test_caller_talking_over_the_greeting_stops_it(server_factory):
     server = server_factory(
-        env={"STT_ENGINE": "none", "GREETING_TEXT": LONG_GREETING, "BARGE_IN_MIN_SPEECH_MS": "200"}
+        env={"STT_ENGINE": "none", "GREETING_TEXT": LONG_GREETING, "BARGE_IN_MIN_SPEECH_MS": "300"}
     )
     report = asyncio.run(
         dial(

@@ -1,0 +1,227 @@
+"""One call's session driven by hand: scripted frames, an injected clock, no threads started."""
+
+import base64
+import json
+from concurrent.futures import Executor, Future
+
+import pytest
+
+from telephony.audio import SILENCE_FRAME
+from telephony.endpointing import Endpointer
+from telephony.replies import Replier, Turn, echo
+from telephony.session import CallObserver, CallSession, SessionConfig
+from telephony.stt.none import NullSttEngine
+from telephony.transcript import TranscriptEvent
+
+from .test_endpointing import VOICE
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorded(CallObserver):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict | None]] = []
+        self.samples = []
+        self.played: list[str] = []
+
+    def event(self, call_sid, kind, detail="", data=None):
+        self.events.append((kind, detail, data))
+
+    def second(self, sample):
+        self.samples.append(sample)
+
+    def greeting_played(self, call_sid):
+        self.played.append(call_sid)
+
+
+def make_session(clock: Clock, **config) -> tuple[CallSession, list[tuple[str, str]], Recorded]:
+    sent: list[tuple[str, str]] = []
+    observer = Recorded()
+    session = CallSession(
+        call_sid="CA1",
+        stream_sid="MZ1",
+        stt_engine=NullSttEngine(),
+        render_prompt=lambda text: VOICE * 300,  # 6 s of "speech" to play
+        deliver=lambda text, kind: sent.append((kind, text)),
+        observer=observer,
+        config=SessionConfig(**{"prompt_mark_ms": 1000, "barge_in_min_speech_ms": 300, **config}),
+        endpointer_factory=lambda **kw: Endpointer(**kw, min_speech_ms=60),
+        clock=clock,
+        wall_clock=clock,
+    )
+    session.build()
+    session.stt = session._engine.open("CA1", session.endpointer.hypothesis)
+    return session, sent, observer
+
+
+def test_barge_in_clears_within_one_tick_and_knows_what_was_heard():
+    clock = Clock()
+    session, sent, observer = make_session(clock)
+    session.greeting = session.say("a long greeting", label="greeting")
+    for _ in range(60):  # 1.2 s of greeting sent
+        session.tx.tick()
+        clock.now += 0.02
+    names = [json.loads(t)["mark"]["name"] for kind, t in sent if kind == "control"]
+    assert names == ["greeting@1000"]
+    session.mark_echoed("greeting@1000")  # Twilio played the first second
+    triggered_at = None
+    for n in range(20):  # the caller talks over the greeting
+        session._rx_write(VOICE)
+        if session.interrupted:
+            triggered_at = n
+            break
+    assert triggered_at == 14  # the 15th speech frame: 300 ms of speech
+    before = len(sent)
+    session.tx.tick()  # the very next TX tick
+    kinds = [kind for kind, _ in sent[before:]]
+    assert kinds[0] == "clear"
+    assert kinds[1:] == ["media"]
+    assert base64.b64decode(json.loads(sent[before + 1][1])["media"]["payload"]) == SILENCE_FRAME
+    assert session.interrupted == [
+        {"prompt": "greeting", "heard_ms": 1000, "total_ms": 6000, "text": "a long greeting"}
+    ]
+    assert ("barge_in", "greeting", session.interrupted[0]) in observer.events
+    # Twilio echoes pending marks on clear; an interrupted greeting is not "played"
+    session.mark_echoed("greeting@end")
+    assert observer.played == []
+
+
+def test_speech_while_nothing_plays_is_not_a_barge_in():
+    clock = Clock()
+    session, sent, _ = make_session(clock)
+    for _ in range(30):
+        session._rx_write(VOICE)
+    session.tx.tick()
+    assert session.interrupted == []
+    assert [kind for kind, _ in sent] == ["media"]
+
+
+def test_short_backchannel_does_not_interrupt():
+    clock = Clock()
+    session, _, _ = make_session(clock)
+    session.say("reply", label="r1")
+    session.tx.tick()
+    for _ in range(3):
+        for _ in range(8):  # 160 ms of "mm": webrtcvad hears 280 ms, under the 300 ms bar
+            session._rx_write(VOICE)
+        for _ in range(15):  # a pause between them
+            session._rx_write(SILENCE_FRAME)
+    assert session.interrupted == []
+
+
+def test_greeting_end_mark_records_greeting_played():
+    clock = Clock()
+    session, _, observer = make_session(clock)
+    session.greeting = session.say("hi", label="greeting")
+    for _ in range(310):
+        session.tx.tick()
+    session.mark_echoed("greeting@end")
+    assert observer.played == ["CA1"]
+    assert session.greeting_played_at == clock.now
+
+
+def test_per_second_report_matches_the_queues():
+    clock = Clock()
+    session, _, observer = make_session(clock)
+    for _ in range(50):
+        session.rx_enqueue(SILENCE_FRAME)
+    for _ in range(48):
+        session.rx.rx_q.get_nowait()
+        session.rx._write_one(SILENCE_FRAME)
+    for _ in range(50):
+        session.tx.tick()
+    clock.now += 1.0
+    session._rx_tick()
+    (sample,) = observer.samples
+    assert (sample.fps_in, sample.rx_q, sample.rx_drops, sample.tx_fps) == (50, 2, 0, 50)
+    assert sample.rx_line() == f"[RX] call=CA1 fps_in=50 q=2 drops=0 write_ms={sample.write_ms:.2f}"
+    assert sample.tx_line() == "[TX] call=CA1 fps=50 q=0 drops=0"
+
+
+class Inline(Executor):
+    def submit(self, fn, /, *args, **kwargs):
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def final(text: str, utterance: int, *, local: bool, kind: str = "final") -> TranscriptEvent:
+    return TranscriptEvent("CA1", kind, text, utterance, 0, 0.0, 500.0, local)
+
+
+@pytest.fixture
+def replier():
+    clock = Clock()
+    said: list[str] = []
+    turns: list[Turn] = []
+
+    def hook(turn: Turn) -> str | None:
+        turns.append(turn)
+        return echo(turn)
+
+    r = Replier(
+        call_sid="CA1",
+        hook=hook,
+        say=said.append,
+        on_error=said.append,
+        settle_ms=2000,
+        clock=clock,
+        executor=Inline(),
+    )
+    return r, clock, said, turns
+
+
+def test_an_engine_final_is_answered_at_once(replier):
+    r, _, said, turns = replier
+    r.transcript(final("where is my order", 1, local=False))
+    assert said == ["You said: where is my order"]
+    assert turns[0].finals == ("where is my order",)
+
+
+def test_a_local_final_waits_for_its_revision_and_is_answered_once(replier):
+    r, clock, said, turns = replier
+    r.transcript(final("where is my", 1, local=True))
+    clock.now += 1.999
+    r.tick()
+    assert said == []
+    r.transcript(final("where is my order", 1, local=True, kind="revision"))
+    assert said == ["You said: where is my order"]
+    assert turns[0].finals == ("where is my order",)
+    clock.now += 5
+    r.tick()
+    assert len(said) == 1
+
+
+def test_a_local_final_without_revision_is_answered_when_it_settles(replier):
+    r, clock, said, _ = replier
+    r.transcript(final("where is my", 1, local=True))
+    clock.now += 2.0
+    r.tick()
+    assert said == ["You said: where is my"]
+
+
+def test_digits_accumulate_and_reach_the_hook(replier):
+    r, _, said, turns = replier
+    r.dtmf("4")
+    r.dtmf("2")
+    assert said == ["You pressed 4.", "You pressed 2."]
+    assert turns[-1].digits == "42"
+
+
+def test_a_failing_hook_is_reported_not_raised():
+    errors: list[str] = []
+
+    def broken(turn: Turn) -> str:
+        raise ValueError("boom")
+
+    r = Replier(
+        call_sid="CA1", hook=broken, say=errors.append, on_error=errors.append, executor=Inline()
+    )
+    r.dtmf("1")
+    assert errors == ["reply hook failed: boom"]
