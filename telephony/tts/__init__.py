@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
 from typing import TYPE_CHECKING
 
-from django.core.exceptions import ImproperlyConfigured
-
+from telephony.registry import EngineRegistry
 from telephony.tts.base import TtsEngine
 
 if TYPE_CHECKING:
@@ -19,31 +17,14 @@ ENGINES = {
     "google": "telephony.tts.google:GoogleTtsEngine",
 }
 
-_engines: dict[str, TtsEngine] = {}
+_registry = EngineRegistry(kind="TTS", setting="TTS_ENGINE", targets=ENGINES)
 _caches: dict[str, PromptCache] = {}
 _lock = threading.Lock()
 
 
 def get_tts_engine(name: str | None = None) -> TtsEngine:
     """Return the process's engine called `name` (default: settings.TTS_ENGINE)."""
-    if name is None:
-        from django.conf import settings
-
-        name = settings.TTS_ENGINE
-    name = name.strip().lower()
-    engine = _engines.get(name)
-    if engine is not None:
-        return engine
-    target = ENGINES.get(name)
-    if target is None:
-        raise ImproperlyConfigured(
-            f"Unknown TTS engine {name!r}; valid names: {', '.join(sorted(ENGINES))}"
-        )
-    with _lock:
-        if name not in _engines:
-            module, cls = target.split(":")
-            _engines[name] = getattr(importlib.import_module(module), cls).from_settings()
-        return _engines[name]
+    return _registry.get(name)
 
 
 def get_prompt_cache() -> PromptCache:
