@@ -1,0 +1,1 @@
+"""Tests of the Google speech engines against local fake Google servers."""
