@@ -12,10 +12,10 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from calls.recorder import get_recorder
 from django.conf import settings
 
 from calls import live
+from calls.recorder import get_recorder
 
 from .meters import SecondSample
 from .session import CallObserver, CallSession
