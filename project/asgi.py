@@ -12,11 +12,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()  # sets Django up before the routing imports models
 
-from calls.routing import websocket_urlpatterns as admin_websockets  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from calls.routing import websocket_urlpatterns as admin_websockets  # noqa: E402
 from telephony.routing import websocket_urlpatterns as twilio_websockets  # noqa: E402
 from telephony.warmup import warm_up  # noqa: E402
 
