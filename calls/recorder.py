@@ -398,7 +398,10 @@ class Recorder:
                 if batch is None:
                     break
                 if not batch:
-                    close_old_connections()  # idle: give the connection back
+                    try:
+                        close_old_connections()  # idle: give the connection back
+                    except Exception as exc:  # a broken connection must not end the writer
+                        logger.warning("recorder: closing an idle connection failed: %s", exc)
                     continue
                 self._log_pending()
                 try:
