@@ -18,11 +18,14 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from calls.routing import websocket_urlpatterns as admin_websockets  # noqa: E402
 from telephony.routing import websocket_urlpatterns as twilio_websockets  # noqa: E402
+from telephony.shutdown import Lifespan  # noqa: E402
 from telephony.warmup import warm_up  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # uvicorn: finish the calls in progress at shutdown (daphne: see telephony/shutdown.py)
+        "lifespan": Lifespan(),
         "websocket": URLRouter(
             [
                 # Twilio is authenticated by its request signature, not by a browser session.

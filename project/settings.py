@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -11,11 +12,33 @@ env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+
+def _secret(name: str, dev_default: str) -> str:
+    """A secret from the environment; the development default only while DEBUG is on."""
+    value = env.str(name, default=dev_default if DEBUG else "")
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set in the environment when DEBUG is false")
+    return value
+
+
 DEBUG = env.bool("DEBUG", default=True)
-# Development default only: production sets SECRET_KEY (see README, `check --deploy`).
-SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-3b1f0e7c-change-me-in-production")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
+SECRET_KEY = _secret("SECRET_KEY", "dev-insecure-3b1f0e7c-change-me-in-production")
+# Production names its hosts; "*" is a development convenience only.
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- HTTPS: production runs behind a TLS-terminating proxy or load balancer -----------------------
+# Trust X-Forwarded-Proto only when the proxy sets it (and drops the client's own): otherwise any
+# client could claim https. Without it behind a proxy, SECURE_SSL_REDIRECT would loop.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+# The header only allows the domain onto browsers' preload lists (hstspreload.org submits it).
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 
 INSTALLED_APPS = [
     "daphne",  # first, so `manage.py runserver` serves ASGI (WebSockets included)
@@ -76,14 +99,26 @@ RECORDER_RETRY_MAX_S = env.float("RECORDER_RETRY_MAX_S", default=5.0)
 RECORDER_HEARTBEAT_S = env.float("RECORDER_HEARTBEAT_S", default=10.0)
 
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # The prefix keeps deployments (and test runs) sharing one Redis apart.
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", default="asgi")},
-        }
+# Keeps deployments (and test runs) sharing one Redis apart: channel layer and spent stream tokens.
+CHANNELS_PREFIX = env.str("CHANNELS_PREFIX", default="asgi")
+
+
+def redis_channel_layer(url: str, prefix: str) -> dict:
+    """The Redis channel layer's settings."""
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py 8 gives up a read after 5 s by default, the very time channels_redis
+            # blocks in BZPOPMIN: a consumer listening on an idle channel (the live page) then
+            # dies of a TimeoutError. Reads may take longer than that block, no more.
+            "hosts": [{"address": url, "socket_timeout": 15}],
+            "prefix": prefix,
+        },
     }
+
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL, CHANNELS_PREFIX)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -98,13 +133,26 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")
 WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Twilio -------------------------------------------------------------------------------------
-# Development default, shared with `simulate_call`, so signature validation is never switched off.
-TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="dev-twilio-auth-token")
+# Development default, shared with `simulate_call`, so signature validation is never switched off;
+# production must set it (refused when DEBUG is false).
+TWILIO_AUTH_TOKEN = _secret("TWILIO_AUTH_TOKEN", "dev-twilio-auth-token")
 # The public https:// origin Twilio reaches; the stream URL is derived from it (wss://).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 STREAM_TOKEN_TTL_S = env.int("STREAM_TOKEN_TTL_S", default=60)
-# Largest WebSocket message accepted (a Twilio media message is ~400 bytes).
+# Largest WebSocket message the consumer handles; a larger one is counted and skipped (a Twilio
+# media message is ~400 bytes). The server's own limit (daphne --websocket-max-message-size,
+# uvicorn --ws-max-size; see README) closes the socket on anything bigger still.
 WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=64 * 1024)
+# Twilio sends 50 messages a second; a stream far above that is closed (it would starve the
+# other calls on this process's event loop). The burst absorbs a network stall's catch-up.
+STREAM_MAX_MESSAGES_PER_S = env.float("STREAM_MAX_MESSAGES_PER_S", default=250.0)
+STREAM_MESSAGE_BURST = env.int("STREAM_MESSAGE_BURST", default=1000)
+# Key presses beyond this rate are counted and ignored (each one becomes a logged event).
+DTMF_MAX_PER_S = env.float("DTMF_MAX_PER_S", default=10.0)
+# Twilio streams media without pause: this long without any message, the client is gone.
+STREAM_IDLE_TIMEOUT_S = env.float("STREAM_IDLE_TIMEOUT_S", default=5.0)
+# On SIGTERM (or lifespan shutdown) calls in progress are finished and flushed within this.
+SHUTDOWN_DRAIN_S = env.float("SHUTDOWN_DRAIN_S", default=5.0)
 
 # --- Audio path -----------------------------------------------------------------------------------
 FRAME_MS = env.int("FRAME_MS", default=20)
@@ -116,6 +164,9 @@ TX_BACKPRESSURE = env.float("TX_BACKPRESSURE", default=0.9)
 # that q stays near the brief's "q < 20" and a barge-in has little to discard.
 TX_PREFILL_FRAMES = env.int("TX_PREFILL_FRAMES", default=5)
 TX_IDLE_SILENCE = env.bool("TX_IDLE_SILENCE", default=True)
+# Benchmarks: each call logs a histogram of its RX thread's tick intervals when it ends
+# (bench/pacing.py reads it); off in production, where it would only add log volume.
+RX_CADENCE_STATS = env.bool("RX_CADENCE_STATS", default=False)
 # Prompts carry a mark every this many ms, so a barge-in can tell how much was heard.
 PROMPT_MARK_MS = env.int("PROMPT_MARK_MS", default=1000)
 
@@ -132,6 +183,10 @@ REPLY_SETTLE_MS = env.int("REPLY_SETTLE_MS", default=2000)
 
 # --- Speech -------------------------------------------------------------------------------------
 STT_ENGINE = env.str("STT_ENGINE", default="whisper")  # whisper | google | none
+# Tests and drills only (STT_ENGINE=slow): the STT_SLOW_INNER engine with every write blocking
+# for STT_SLOW_WRITE_MS, the fault `manage.py gonogo` must catch.
+STT_SLOW_INNER = env.str("STT_SLOW_INNER", default="whisper")
+STT_SLOW_WRITE_MS = env.float("STT_SLOW_WRITE_MS", default=5.0)
 TTS_ENGINE = env.str("TTS_ENGINE", default="espeak")  # espeak | google
 STT_LANGUAGE = env.str("STT_LANGUAGE", default="he-IL")
 GREETING_TEXT = env.str(
@@ -166,9 +221,8 @@ GOOGLE_STREAM_BACKOFF_S = env.float("GOOGLE_STREAM_BACKOFF_S", default=0.25)
 GOOGLE_STREAM_BACKOFF_MAX_S = env.float("GOOGLE_STREAM_BACKOFF_MAX_S", default=4.0)
 # Failed reconnects in a row before VAD-cut utterances go to single `recognize` requests.
 GOOGLE_STREAM_MAX_FAILURES = env.int("GOOGLE_STREAM_MAX_FAILURES", default=3)
-GOOGLE_STT_QUEUE_FRAMES = env.int(
-    "GOOGLE_STT_QUEUE_FRAMES", default=250
-)  # 5 s waits out a reconnect
+# Frames waiting for a stream (5 s: a reconnect's backoff), then the oldest are dropped.
+GOOGLE_STT_QUEUE_FRAMES = env.int("GOOGLE_STT_QUEUE_FRAMES", default=250)
 GOOGLE_STT_REPLAY_MAX_MS = env.int("GOOGLE_STT_REPLAY_MAX_MS", default=20_000)
 GOOGLE_RECOGNIZE_TIMEOUT_S = env.float("GOOGLE_RECOGNIZE_TIMEOUT_S", default=10.0)
 GOOGLE_TTS_VOICE = env.str("GOOGLE_TTS_VOICE", default="he-IL-Wavenet-A")

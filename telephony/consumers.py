@@ -1,22 +1,27 @@
 """The Twilio media stream consumer: thin by design (parse, decode, enqueue, send).
 
 The event loop does nothing else: no ORM, no STT, no TTS, no sleeps. Stopping a call (which
-joins threads and waits for the last final) runs in a worker thread.
+joins threads and waits for the last final) runs in a thread of its own that ends with it.
+Hostile or broken input never takes the process or the call down: each bad message is counted
+by kind (the call's `bad_input`) and skipped; a flood of messages, a refused `start` or a
+stream gone silent closes the socket with a reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import protocol, security
+from . import protocol, security, shutdown
 from .audio import Reframer
 from .reporting import ReportingObserver
 from .sendqueue import SendQueue
@@ -26,16 +31,43 @@ from .tts import get_prompt_cache
 
 log = logging.getLogger(__name__)
 
-# Stopping a call blocks for up to ~1 s (joins, last final): many may end at once.
-_stoppers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="call-stop")
+# What we close with. daphne (autobahn) lets an application send only 1000 or 3000-4999, and
+# raises on anything else (the socket then stays open): our own reasons are RFC 6455's codes
+# moved into the private range, 4000 + the code.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 4001  # 1001: we give up on a client that went silent
+CLOSE_POLICY = 4008  # 1008, policy violation: a bad token or start, a flood of messages
+# What we may be told when the socket is gone (websocket.disconnect).
+CLOSE_TOO_BIG = 1009  # the server refused a message over its size limit (uvicorn says so)
+CLOSE_RESTART = 1012  # the server is restarting (uvicorn closes every socket with it on SIGTERM)
 
-CLOSE_POLICY = 1008  # RFC 6455 policy violation: bad signature, token or stream
+# Kinds of bad input counted here (the parser's own kinds are in protocol.py).
+MESSAGE_FLOOD = "message_flood"
+DTMF_FLOOD = "dtmf_flood"
+UNKNOWN_MARK = "unknown_mark"
+BAD_START = "bad_start"
+HANDLER_ERROR = "handler_error"
+
+
+def clean(text: str, limit: int = 200) -> str:
+    """Make client text safe for a log line and a database row (no lone surrogates, no NUL)."""
+    # A JSON "\\ud800" escape decodes to a lone surrogate, which no UTF-8 encoder (log handler,
+    # SQLite, psycopg) accepts; PostgreSQL refuses NUL in text.
+    text = text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00")
 
 
 class TwilioStreamConsumer(AsyncConsumer):
     """One Twilio `<Connect><Stream>` WebSocket: one call."""
 
+    # Nothing is ever sent to a stream through the channel layer (it only publishes the live
+    # figures, through `get_channel_layer()`): no alias, no channel of its own, so no Redis
+    # connection per call blocked in BZPOPMIN, and no layer error can end a call.
+    channel_layer_alias = None
     session: CallSession | None = None
+    sender: asyncio.Task[None] | None = None
+    watchdog: asyncio.Task[None] | None = None
+    closing = False
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Accept the upgrade only if Twilio signed it."""
@@ -43,7 +75,13 @@ class TwilioStreamConsumer(AsyncConsumer):
         self.reframer = Reframer()
         self.send_q = SendQueue(settings.SEND_QUEUE_FRAMES)
         self.loop = asyncio.get_running_loop()
-        self.closing = False
+        self.last_message_at = self.loop.time()
+        self.messages = security.TokenBucket(
+            settings.STREAM_MAX_MESSAGES_PER_S, settings.STREAM_MESSAGE_BURST, clock=self.loop.time
+        )
+        self.key_presses = security.TokenBucket(
+            settings.DTMF_MAX_PER_S, 2 * settings.DTMF_MAX_PER_S, clock=self.loop.time
+        )
         host, port = self.scope.get("client") or ("?", "?")
         self.peer = f"{host}:{port}"
         signature = security.header(self.scope.get("headers", ()), b"x-twilio-signature")
@@ -59,17 +97,47 @@ class TwilioStreamConsumer(AsyncConsumer):
             raise StopConsumer
         await self.send({"type": "websocket.accept"})
         self.sender = asyncio.create_task(self._send_loop(), name=f"ws-send-{self.peer}")
+        self.watchdog = asyncio.create_task(self._watch_idle(), name=f"ws-idle-{self.peer}")
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         """Called with each WebSocket frame from Twilio."""
+        if self.closing:
+            return  # the call is being finished: what still arrives is no part of it
+        self.last_message_at = self.loop.time()
+        if not self.messages.take():
+            rate = settings.STREAM_MAX_MESSAGES_PER_S
+            self._bad(MESSAGE_FLOOD, f"over {rate:g} messages/s")
+            await self._finish(f"message flood (over {rate:g}/s)", code=CLOSE_POLICY)
+            return
+        try:
+            await self._dispatch(message)
+        except Exception as exc:  # one message must never take the call (or the process) down
+            log.exception("stream from %s: message handling failed", self.peer)
+            self._bad(HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """The socket is gone (with or without `stop`): finish the call, then end."""
+        code = message.get("code", "?")
+        if code == CLOSE_TOO_BIG:
+            self._bad(protocol.TOO_LARGE, "a message over the server's limit (closed with 1009)")
+        reason = "server shutdown" if code == CLOSE_RESTART else "disconnect"
+        await self._finish(f"{reason} (code {code})", close=False)
+        raise StopConsumer
+
+    # --- events ---
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
         text = message.get("text")
         if text is None:
             self._bad(protocol.BINARY_FRAME, "binary frames are not part of Twilio's protocol")
             return
         if len(text) > settings.WS_MAX_MESSAGE_BYTES:
-            self._bad(protocol.TOO_LARGE, f"message of {len(text)} bytes")
+            self._bad(protocol.TOO_LARGE, f"message of {len(text)} characters")
             return
-        event = protocol.parse(text)
+        try:
+            event = protocol.parse(text)
+        except RecursionError:  # json.loads on "[[[[…": the parser's depth limit, not a crash
+            event = protocol.ProtocolError(protocol.INVALID_JSON, "JSON nested too deeply")
         if type(event) is protocol.Media:
             self._on_media(event)
         elif isinstance(event, protocol.ProtocolError):
@@ -77,21 +145,14 @@ class TwilioStreamConsumer(AsyncConsumer):
         elif isinstance(event, protocol.Start):
             await self._on_start(event)
         elif isinstance(event, protocol.Mark):
-            if self._is_this_stream(event.stream_sid):
-                self.session.mark_echoed(event.name)
+            if session := self._this_stream(event.stream_sid):
+                self._on_mark(session, event.name)
         elif isinstance(event, protocol.Dtmf):
-            if self._is_this_stream(event.stream_sid):
-                self.session.dtmf(event.digit)
-        elif isinstance(event, protocol.Stop) and self._is_this_stream(event.stream_sid):
+            if session := self._this_stream(event.stream_sid):
+                self._on_dtmf(session, event.digit)
+        elif isinstance(event, protocol.Stop) and self._this_stream(event.stream_sid):
             await self._finish("stop")
         # Connected carries nothing we need.
-
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        """The socket is gone (with or without `stop`): finish the call, then end."""
-        await self._finish(f"disconnect (code {message.get('code', '?')})", close=False)
-        raise StopConsumer
-
-    # --- events ---
 
     def _on_media(self, media: protocol.Media) -> None:
         session = self.session
@@ -99,7 +160,7 @@ class TwilioStreamConsumer(AsyncConsumer):
             self._bad(protocol.MEDIA_BEFORE_START, "media before start")
             return
         if media.stream_sid != session.stream_sid:
-            self._bad(protocol.WRONG_STREAM, f"media for stream {media.stream_sid[:40]}")
+            self._bad(protocol.WRONG_STREAM, f"media for stream {media.stream_sid}")
             return
         reframer = self.reframer
         irregular = reframer.irregular
@@ -108,23 +169,52 @@ class TwilioStreamConsumer(AsyncConsumer):
         if reframer.irregular != irregular:
             self._bad(protocol.IRREGULAR_FRAME, f"payload of {len(media.payload)} bytes re-cut")
 
+    def _on_mark(self, session: CallSession, name: str) -> None:
+        # Only our own marks come back: anything else is counted, not logged and recorded each
+        # time (a flood of made-up names would otherwise become a flood of event rows).
+        if name in session.marks.pending():
+            session.mark_echoed(name)
+        else:
+            self._bad(UNKNOWN_MARK, f"mark {name[:60]!r} was never sent")
+
+    def _on_dtmf(self, session: CallSession, digit: str) -> None:
+        if self.key_presses.take():
+            session.dtmf(digit)
+        else:
+            self._bad(DTMF_FLOOD, f"over {settings.DTMF_MAX_PER_S:g} key presses/s")
+
     async def _on_start(self, start: protocol.Start) -> None:
         if self.session is not None:
             self._bad(protocol.REPEATED_START, "a second start on one stream")
             return
-        token = start.custom_parameters.get("token")
-        why = security.check_stream_token(
-            settings.TWILIO_AUTH_TOKEN, start.call_sid, token, now=time.time()
-        )
-        if why is None and not security.used_tokens.spend(token):
-            why = "stream token already used"
+        why = None
+        if not (
+            security.valid_sid(start.call_sid)
+            and security.valid_sid(start.stream_sid)
+            and (not start.account_sid or security.valid_sid(start.account_sid))
+        ):
+            why = "malformed start: CallSid, StreamSid or AccountSid"
+            self._bad(BAD_START, why)
+        if why is None:
+            now = time.time()
+            token = start.custom_parameters.get("token")
+            why = security.check_stream_token(
+                settings.TWILIO_AUTH_TOKEN, start.call_sid, token, now=now
+            )
+            if why is None and not await security.token_store().aspend(token, now=now):
+                why = "stream token already used"
         if why is not None:
-            log.warning("stream %s for call %s refused: %s", start.stream_sid, start.call_sid, why)
-            await self._close(CLOSE_POLICY, why)
+            log.warning(
+                "stream %s for call %s refused: %s",
+                clean(start.stream_sid, 64),
+                clean(start.call_sid, 64),
+                why,
+            )
+            await self._finish(why, code=CLOSE_POLICY)
             return
         observer = ReportingObserver(
             loop=self.loop,
-            channel_layer=self.channel_layer,
+            channel_layer=get_channel_layer(),
             account_sid=start.account_sid,
             bad_input=self.bad.counts,
         )
@@ -141,24 +231,49 @@ class TwilioStreamConsumer(AsyncConsumer):
         self.session = session
         log.info("call=%s stream %s started (%s)", start.call_sid, start.stream_sid, self.peer)
         session.start()
+        shutdown.register(session)
 
-    def _is_this_stream(self, stream_sid: str) -> bool:
-        if self.session is None:
+    def _this_stream(self, stream_sid: str) -> CallSession | None:
+        """The call's session if the event is for its stream; else count why not."""
+        session = self.session
+        if session is None:
             self._bad(protocol.MEDIA_BEFORE_START, "event before start")
-            return False
-        if stream_sid != self.session.stream_sid:
-            self._bad(protocol.WRONG_STREAM, f"event for stream {stream_sid[:40]}")
-            return False
-        return True
+            return None
+        if stream_sid != session.stream_sid:
+            self._bad(protocol.WRONG_STREAM, f"event for stream {stream_sid}")
+            return None
+        return session
 
     def _bad(self, kind: str, reason: str) -> None:
         """Count bad input; log and record the first of each kind with its reason."""
         if not self.bad.count(kind):
             return
+        reason = clean(reason)
         call = self.session.call_sid if self.session else "-"
         log.warning("bad input from %s (call=%s) %s: %s", self.peer, call, kind, reason)
         if self.session is not None:
             self.session.observer.event(call, "bad_input", f"{kind}: {reason}")
+
+    async def _watch_idle(self) -> None:
+        """Finish the call when nothing has arrived for STREAM_IDLE_TIMEOUT_S (client gone)."""
+        timeout = settings.STREAM_IDLE_TIMEOUT_S
+        if timeout <= 0:
+            return
+        interval = min(1.0, timeout / 4)
+        woke = self.loop.time()
+        while not self.closing:
+            await asyncio.sleep(interval)
+            now, last = self.loop.time(), woke
+            woke = now
+            if now - last > 2 * interval:
+                # The loop itself stalled (an overloaded process): messages may be waiting in
+                # the socket, not missing. Judge silence only on time the loop was running.
+                self.last_message_at = max(self.last_message_at, now - interval)
+                continue
+            idle = now - self.last_message_at
+            if idle > timeout and not self.closing:
+                log.warning("stream from %s silent for %.1f s: client gone", self.peer, idle)
+                await self._finish(f"no message for {idle:.1f} s", code=CLOSE_GOING_AWAY)
 
     # --- the one send site ---
 
@@ -174,22 +289,49 @@ class TwilioStreamConsumer(AsyncConsumer):
 
     async def _close(self, code: int, reason: str) -> None:
         self.send_q.close()
-        await self.sender
-        await self.send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+        if self.sender is not None:
+            await self.sender
+        await self.send({"type": "websocket.close", "code": code, "reason": clean(reason, 120)})
 
-    async def _finish(self, reason: str, *, close: bool = True) -> None:
+    async def _finish(self, reason: str, *, close: bool = True, code: int = CLOSE_NORMAL) -> None:
         """Stop the call's workers (off the loop), flush its records, then close the socket."""
         if self.closing:
             return
         self.closing = True
+        if self.watchdog is not None and self.watchdog is not asyncio.current_task():
+            self.watchdog.cancel()
         session = self.session
         if session is not None:
             tail = self.reframer.flush()
             if tail:
                 session.rx_enqueue(tail)
-            await self.loop.run_in_executor(_stoppers, session.stop, reason)
+            await self._stop_session(session, reason)
         if close:
-            await self._close(1000, reason)
+            await self._close(code, reason)
         else:
             self.send_q.close()
-            self.sender.cancel()
+            if self.sender is not None:
+                self.sender.cancel()
+
+    async def _stop_session(self, session: CallSession, reason: str) -> None:
+        """Run `session.stop` (it blocks up to ~1 s) in a thread that ends with it."""
+        done: asyncio.Future[None] = self.loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():  # the consumer may have been cancelled meanwhile
+                done.set_result(None)
+
+        def run() -> None:
+            try:
+                session.stop(reason)
+            except Exception:
+                log.exception("call=%s: stop failed", session.call_sid)
+            # From this thread, not the loop: a shutdown drain blocks the loop while it waits.
+            shutdown.finished(session)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                self.loop.call_soon_threadsafe(resolve)
+
+        # Not a pool: a pool keeps its threads, and 100 calls ending together would leave 64.
+        # The name does not end with the CallSid, which marks the call's own workers.
+        threading.Thread(target=run, name=f"stop[{session.call_sid}]", daemon=True).start()
+        await done

@@ -2,21 +2,34 @@
 
 The token binds a media stream to the call whose webhook we answered: an HMAC of the CallSid and
 an expiry, keyed by the auth token, passed as a `<Parameter>` (Twilio's `<Stream url>` takes no
-query string) and checked when `start` arrives. It is single-use per CallSid.
+query string) and checked when `start` arrives. It is single-use per CallSid: in Redis when
+`REDIS_URL` is set, so every process behind a load balancer sees a token spent by any other;
+in this process otherwise (one process: nothing else to share with).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
+import re
 import threading
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from twilio.request_validator import RequestValidator
 
+log = logging.getLogger(__name__)
+
 STREAM_PATH = "/twilio/stream/"
+# Twilio SIDs are two letters and 32 hex digits; anything printable and short is let through
+# (tests and tools use shorter ones), but never text that could break a log line or a row.
+_SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_EXPIRY_DIGITS = 12  # seconds since the epoch fit in 11 digits until the year 5138
 
 
 def stream_url(public_base_url: str) -> str:
@@ -54,8 +67,15 @@ def header(scope_headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | N
     return None
 
 
+def valid_sid(value: str) -> bool:
+    """Whether `value` looks like a Twilio SID (letters, digits, `_` or `-`; at most 64)."""
+    return _SID.fullmatch(value) is not None
+
+
 def _digest(key: str, call_sid: str, expires: int) -> str:
-    message = f"{call_sid}.{expires}".encode()
+    # surrogatepass: a hostile CallSid (a lone surrogate from a JSON escape) must not match
+    # rather than raise.
+    message = f"{call_sid}.{expires}".encode("utf-8", "surrogatepass")
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
@@ -70,7 +90,9 @@ def check_stream_token(key: str, call_sid: str, token: str | None, *, now: float
     if not token:
         return "missing stream token"
     expires_text, _, digest = token.partition(".")
-    if not expires_text.isdigit() or not digest:
+    # isdigit() alone admits "²" (int() refuses it) and 5,000 digits (int() refuses those too).
+    digits = expires_text.isascii() and expires_text.isdigit()
+    if not digits or len(expires_text) > _EXPIRY_DIGITS or not digest:
         return "malformed stream token"
     if not hmac.compare_digest(digest, _digest(key, call_sid, int(expires_text))):
         return "stream token does not match this CallSid"
@@ -79,8 +101,19 @@ def check_stream_token(key: str, call_sid: str, token: str | None, *, now: float
     return None
 
 
+def _expiry(token: str) -> float:
+    """The expiry a (checked) token carries."""
+    return float(token.partition(".")[0] or 0)
+
+
+class TokenStore(Protocol):
+    async def aspend(self, token: str, *, now: float) -> bool:
+        """Mark a checked `token` used; False if it was already used."""
+        ...
+
+
 class UsedTokens:
-    """Tokens already spent, until they expire (in-process; see the scale-out note in README)."""
+    """Tokens already spent, until they expire, in this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -89,14 +122,123 @@ class UsedTokens:
     def spend(self, token: str, *, now: float | None = None) -> bool:
         """Mark `token` used; False if it was already used."""
         now = time.time() if now is None else now
-        expires = float(token.partition(".")[0] or 0)
         with self._lock:
             for stale in [t for t, exp in self._used.items() if exp < now]:
                 del self._used[stale]
             if token in self._used:
                 return False
-            self._used[token] = expires
+            self._used[token] = _expiry(token)
             return True
 
+    async def aspend(self, token: str, *, now: float) -> bool:
+        """Mark `token` used; False if it was already used (never waits)."""
+        return self.spend(token, now=now)
 
-used_tokens = UsedTokens()
+
+class RedisUsedTokens:
+    """Tokens already spent, shared by every process through Redis (`SET NX EX`).
+
+    One round trip per call start; the key expires with the token, so nothing piles up. If Redis
+    cannot be reached the call is not refused: the token is spent in this process instead (a
+    replay to this process is still caught) and the outage is logged. A token is already bound
+    to its CallSid and lives `STREAM_TOKEN_TTL_S`; refusing every call while Redis is down
+    would turn a cache outage into a phone outage.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "asgi",
+        timeout_s: float = 0.5,
+        fallback: UsedTokens | None = None,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+        self.fallback = fallback or UsedTokens()
+        self.fallbacks = 0  # spends decided in-process because Redis failed
+        # A redis.asyncio client belongs to the loop that made it (tests run many loops).
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def key(self, token: str) -> str:
+        """The Redis key that marks `token` spent."""
+        return f"{self.prefix}:stream-token:{hashlib.sha256(token.encode()).hexdigest()}"
+
+    def _client(self) -> Any:
+        import redis.asyncio as redis  # only deployments with REDIS_URL need it
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = redis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=self.timeout_s,
+                socket_timeout=self.timeout_s,
+            )
+            self._clients[loop] = client
+        return client
+
+    async def aspend(self, token: str, *, now: float) -> bool:
+        """Mark `token` used in Redis; False if any process already used it."""
+        from redis.exceptions import RedisError
+
+        ttl_s = max(1, int(_expiry(token) - now) + 1)  # the key outlives the token, never less
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                return bool(await self._client().set(self.key(token), b"1", nx=True, ex=ttl_s))
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.fallbacks += 1
+            log.error(
+                "stream token store unreachable (%s: %s): single use checked in this process only",
+                type(exc).__name__,
+                exc,
+            )
+            return self.fallback.spend(token, now=now)
+
+
+_store: TokenStore | None = None
+_store_key: tuple[str, str] | None = None
+
+
+def token_store() -> TokenStore:
+    """The process's store of spent stream tokens: Redis when REDIS_URL is set, else memory."""
+    global _store, _store_key
+    from django.conf import settings
+
+    key = (settings.REDIS_URL, settings.CHANNELS_PREFIX)
+    if _store is None or _store_key != key:
+        _store = (
+            RedisUsedTokens(settings.REDIS_URL, prefix=settings.CHANNELS_PREFIX)
+            if settings.REDIS_URL
+            else UsedTokens()
+        )
+        _store_key = key
+    return _store
+
+
+class TokenBucket:
+    """At most `burst` events at once and `rate_per_s` on average (a flood guard)."""
+
+    __slots__ = ("_clock", "_level", "_stamp", "burst", "rate_per_s")
+
+    def __init__(
+        self, rate_per_s: float, burst: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._clock = clock
+        self._level = burst
+        self._stamp = clock()
+
+    def take(self) -> bool:
+        """Spend one event; False if the budget is exhausted."""
+        now = self._clock()
+        self._level = min(self.burst, self._level + (now - self._stamp) * self.rate_per_s)
+        self._stamp = now
+        if self._level < 1.0:
+            return False
+        self._level -= 1.0
+        return True

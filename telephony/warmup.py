@@ -20,6 +20,9 @@ def warm_up() -> None:
     if settings.GREETING_TEXT:
         get_prompt_cache().render(settings.GREETING_TEXT)
     _close_abandoned_calls()
+    from .shutdown import install
+
+    install()  # SIGTERM finishes the calls in progress before the process goes
     # Everything loaded so far lives as long as the process: keep the collector from scanning
     # it again and again, which shortens the pauses the RX/TX threads see.
     gc.freeze()

@@ -6,6 +6,7 @@ import re
 from django.conf import settings
 
 from telephony.caller import dial, speech_audio
+from tests.audio import order_status_ulaw
 
 from .test_call_e2e import rms, wait_for
 
@@ -62,7 +63,7 @@ def test_the_echo_hook_answers_a_final_and_a_key(server_factory):
         dial(
             server.base_url,
             auth_token=settings.TWILIO_AUTH_TOKEN,
-            audio=speech_audio("I would like to check the status of my order"),
+            audio=order_status_ulaw(),
             lead_silence_s=1.0,
             tail_silence_s=7.0,
             dtmf=[(8.0, "7")],
