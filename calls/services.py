@@ -11,8 +11,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from calls.gonogo import judge
 from calls.models import Call, CallEvent, MetricSample, Transcript
+from telephony.gonogo import judge
 from telephony.meters import SecondSample
 from telephony.transcript import TranscriptEvent
 

@@ -25,6 +25,7 @@ import functools
 import json
 import math
 import secrets
+import time
 import wave
 import weakref
 import xml.etree.ElementTree as ET
@@ -443,6 +444,8 @@ class CallReport:
     marks_echoed: int = 0
     echoed_marks: list[str] = field(default_factory=list)
     clears_received: int = 0
+    # time.perf_counter() of each clear received (CLOCK_MONOTONIC: comparable across processes)
+    clear_at: list[float] = field(default_factory=list)
     bad_messages: int = 0  # binary frames, bad JSON, wrong streamSid, unknown events
     first_media_ms: float | None = None  # from `start` sent to the first media received
     send_late_max_ms: float = 0.0  # worst lateness of our own sends: is the client keeping up?
@@ -839,7 +842,9 @@ async def _receive(ws: ClientConnection, call: _Call, loop: asyncio.AbstractEven
                 if event == "media":
                     frame = binascii.a2b_base64(msg["media"]["payload"])
                     playback.receive_media(frame)
-                    call.rx.add(now)
+                    # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds,
+                    # too coarse for the 20 ms jitter figures.
+                    call.rx.add(time.perf_counter())
                     if report.first_media_ms is None:
                         report.first_media_ms = (now - call.start_sent_at) * 1000
                     if call.save_received:
@@ -849,6 +854,7 @@ async def _receive(ws: ClientConnection, call: _Call, loop: asyncio.AbstractEven
                     report.marks_received += 1
                 elif event == "clear":
                     report.clears_received += 1
+                    report.clear_at.append(time.perf_counter())
                     call.outbox.extend(playback.receive_clear())
                 else:
                     report.bad_messages += 1

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from .cadence import Cadence
 from .framequeue import FrameQueue, Item, is_media
+from .meters import IntervalHistogram
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class RxWorker:
         burst_frames: int = 2,
         clock: Callable[[], float] = time.perf_counter,
         get_timeout_s: float = GET_TIMEOUT_S,
+        tick_stats: IntervalHistogram | None = None,
     ) -> None:
         """`write` returns False while no STT session is ready; `on_control` False ends the loop."""
         self.rx_q = rx_q
@@ -46,6 +48,7 @@ class RxWorker:
         self._burst = burst_frames
         self._clock = clock
         self._get_timeout_s = get_timeout_s
+        self.tick_stats = tick_stats  # opt-in (RX_CADENCE_STATS): when each write's tick came
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._running = True
         self.draining = False  # at stop: write what is queued without waiting for the cadence
@@ -104,7 +107,7 @@ class RxWorker:
             log.exception("RX worker %s failed", self._thread.name)
 
     def _loop(self) -> None:
-        rx_q, cadence = self.rx_q, self._cadence
+        rx_q, cadence, stats = self.rx_q, self._cadence, self.tick_stats
         while self._running:
             if self.pending is None:
                 item = rx_q.get(timeout=self._get_timeout_s)
@@ -118,6 +121,8 @@ class RxWorker:
                 self.pending = item
             if not self.draining:
                 cadence.wait()
+                if stats is not None:
+                    stats.tick(self._clock())
             if self._write_one(self.pending):
                 self.pending = None
                 if not self._drain_burst():

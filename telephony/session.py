@@ -22,7 +22,7 @@ from .cadence import Cadence
 from .endpointing import Endpointer
 from .framequeue import Control, FrameQueue, Item
 from .marks import MarkTracker
-from .meters import SecondSample
+from .meters import IntervalHistogram, SecondSample
 from .protocol import OutboundMessages
 from .replies import Replier, load_hook
 from .rx import RxWorker
@@ -50,6 +50,7 @@ class SessionConfig:
     barge_in_min_speech_ms: int = 300
     reply_hook: str = ""
     reply_settle_ms: int = 2000
+    cadence_stats: bool = False  # benchmarks: log the RX tick intervals' histogram at call end
 
     @classmethod
     def from_settings(cls) -> SessionConfig:
@@ -68,6 +69,7 @@ class SessionConfig:
             barge_in_min_speech_ms=settings.BARGE_IN_MIN_SPEECH_MS,
             reply_hook=settings.REPLY_HOOK,
             reply_settle_ms=settings.REPLY_SETTLE_MS,
+            cadence_stats=settings.RX_CADENCE_STATS,
         )
 
 
@@ -142,6 +144,7 @@ class CallSession:
         self.stt: SttSession | None = None  # set by the opener thread; RX writes once it is
         self.stt_open_ms: float | None = None
         self.frames_in = 0
+        self.stt_write_errors = 0  # frames the engine raised on: counted as RX drops
         self.started_at = 0.0
         self.greeting: Prompt | None = None
         self.greeting_played_at: float | None = None
@@ -205,6 +208,7 @@ class CallSession:
             cadence=Cadence(frame_s, 2 * frame_s, clock=self._clock),
             burst_frames=max(1, cfg.batch_ms // cfg.frame_ms),
             clock=self._clock,
+            tick_stats=IntervalHistogram(frame_s) if cfg.cadence_stats else None,
         )
         self.tx = TxWorker(
             name=f"tx-{name}",
@@ -286,8 +290,18 @@ class CallSession:
                 self._barge_in()
         else:
             self._speech_run = 0
-        stt.write(frame)
+        try:
+            stt.write(frame)
+        except Exception as exc:  # an engine fault must not end RX: the call would go deaf
+            self._stt_write_failed(exc)
         return True
+
+    def _stt_write_failed(self, exc: Exception) -> None:
+        """Count a frame the engine refused by raising (it is lost: a drop); report the first."""
+        self.stt_write_errors += 1
+        if self.stt_write_errors == 1:
+            log.error("call=%s STT write failed (%s); counted as drops", self.call_sid, exc)
+            self.observer.event(self.call_sid, "error", f"STT write failed: {exc}")
 
     def _barge_in(self) -> None:
         """The caller talks over a prompt: stop it at once and note how much of it was heard."""
@@ -371,7 +385,7 @@ class CallSession:
         if now - self._next_report > 1.0:  # a long stall: realign instead of bursting reports
             self._next_report = now + 1.0
         last = self._last
-        rx_drops_total = self.rx_q.drops_total
+        rx_drops_total = self.rx_q.drops_total + self.stt_write_errors
         tx_drops_total = self.tx_q.drops_total + self.send_q_drops()
         current = {
             "frames_in": self.frames_in,
@@ -454,6 +468,18 @@ class CallSession:
             totals["tx_drops"],
             unwritten,
         )
+        stats = self.rx.tick_stats
+        if stats is not None:
+            log.info(
+                "call=%s rx cadence |interval-%dms|: n=%d p50=%.1f p99=%.1f max=%.1f hist=%s",
+                self.call_sid,
+                self.config.frame_ms,
+                stats.count,
+                stats.percentile(50),
+                stats.percentile(99),
+                stats.max_ms,
+                stats.encode(),
+            )
         self.observer.ended(self, reason, totals)
         return totals
 
@@ -465,9 +491,9 @@ class CallSession:
     def totals(self, *, unwritten: int = 0) -> dict[str, Any]:
         return {
             "frames_in": self.frames_in,
-            "frames_written": self.rx.frames_written,
+            "frames_written": self.rx.frames_written - self.stt_write_errors,
             "frames_out": self.tx.frames_sent,
-            "rx_drops": self.rx_q.drops_total + unwritten,
+            "rx_drops": self.rx_q.drops_total + self.stt_write_errors + unwritten,
             "tx_drops": self.tx_q.drops_total + self.send_q_drops(),
             "stt_open_ms": self.stt_open_ms,
             "first_tx_ms": (

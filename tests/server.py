@@ -1,151 +1,27 @@
-"""Run the real server (daphne) in a child process on loopback, for end-to-end tests."""
+"""The real server (daphne) in a child process on loopback: moved to `telephony.server_process`.
 
-from __future__ import annotations
+Kept under this name for the tests that import it; `manage.py gonogo --spawn` and the
+benchmarks use the same code, and product code must not import from tests/.
+"""
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from telephony.server_process import (
+    DEFAULT_APP,
+    REPO_ROOT,
+    ServerError,
+    ServerProcess,
+    free_port,
+    port_answers,
+    run_server,
+    stop_server,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_APP = "project.asgi:application"
-
-
-class ServerError(RuntimeError):
-    """The server process could not be started or died."""
-
-
-@dataclass
-class ServerProcess:
-    """A running server: where to reach it and what it logged."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-    env: dict[str, str]
-
-    @property
-    def base_url(self) -> str:
-        """Return the http:// origin the server answers on (also its PUBLIC_BASE_URL)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_text(self) -> str:
-        """Return everything the server has written to stdout and stderr so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def alive(self) -> bool:
-        """Whether the process is still running."""
-        return self.process.poll() is None
-
-
-def free_port() -> int:
-    """Return a loopback TCP port that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_answers(port: int) -> bool:
-    """Whether something accepts TCP connections on the loopback port."""
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-        return True
-    return False
-
-
-@contextlib.contextmanager
-def run_server(
-    env: Mapping[str, str] | None = None,
-    port: int | None = None,
-    *,
-    app: str = DEFAULT_APP,
-    migrate: bool = True,
-    start_timeout_s: float = 30.0,
-    workdir: Path | None = None,
-) -> Iterator[ServerProcess]:
-    """Start daphne with `env` overrides, wait until it listens, and stop it afterwards.
-
-    Without a DATABASE_URL in `env`, the server gets a fresh SQLite file, migrated first.
-    """
-    with contextlib.ExitStack() as stack:
-        if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="e2e-server-")))
-        port = port or free_port()
-        child_env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "project.settings",
-            "PYTHONUNBUFFERED": "1",  # so log_text() shows lines as they happen
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-            "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-            **(env or {}),
-        }
-        log_path = workdir / "server.log"
-        if migrate:
-            _migrate(child_env, log_path)
-        log = stack.enter_context(log_path.open("ab"))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
-            cwd=REPO_ROOT,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: signals reach it and its children only
-        )
-        server = ServerProcess(process=process, port=port, log_path=log_path, env=child_env)
-        stack.callback(stop_server, process)
-        _wait_until_listening(server, start_timeout_s)
-        yield server
-
-
-def stop_server(process: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
-    """Stop the server: SIGTERM to its process group, then SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=grace_s)
-
-
-def _migrate(env: dict[str, str], log_path: Path) -> None:
-    """Create the server's database tables before it starts."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    log_path.write_text(result.stdout + result.stderr, encoding="utf-8")
-    if result.returncode != 0:
-        raise ServerError(f"migrate failed ({result.returncode}):\n{result.stdout}{result.stderr}")
-
-
-def _wait_until_listening(server: ServerProcess, timeout_s: float) -> None:
-    """Poll the port until it answers; fail with the server's log if it dies or never listens."""
-    deadline = time.monotonic() + timeout_s
-    while not port_answers(server.port):
-        if not server.alive():
-            raise ServerError(
-                f"server exited with {server.process.returncode} before listening:\n"
-                f"{server.log_text()}"
-            )
-        if time.monotonic() > deadline:
-            raise ServerError(
-                f"server did not listen on port {server.port} within {timeout_s:.0f} s:\n"
-                f"{server.log_text()}"
-            )
-        time.sleep(0.05)
+__all__ = [
+    "DEFAULT_APP",
+    "REPO_ROOT",
+    "ServerError",
+    "ServerProcess",
+    "free_port",
+    "port_answers",
+    "run_server",
+    "stop_server",
+]

@@ -1,0 +1,199 @@
+"""Capacity: the most concurrent calls that all stay GO for 60 s, with the server on one core.
+
+    python bench/capacity.py                                # STT_ENGINE=none, then whisper
+    python bench/capacity.py --engine none --start 100 --seconds 60
+    python bench/capacity.py --engine none --levels 100,120  # just these, no search
+    python bench/capacity.py --quick                        # 2 calls x 5 s (the smoke test)
+
+Each trial starts a fresh server pinned to one core and runs `manage.py gonogo --calls N
+--duration 60` pinned to the other: the operator's own check, so "GO" means exactly what it
+means before a deploy (every call: no RX drops, no climbing queue, fps on 50 both ways, no TX
+drops, write_ms p99 < 1 ms, and with a recognizer at least one PARTIAL and one FINAL). The
+search grows N until a trial is NO-GO (or halves it until one is GO), then bisects. Per trial
+it prints the server's CPU and RSS per call (steady window, against the fresh server's idle
+RSS) and the callers' CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import common
+
+ENGINES = {
+    # engine: (first N, growth factor)
+    "none": (20, 1.5),
+    "whisper": (1, 2.0),
+}
+
+
+@dataclass
+class Trial:
+    calls: int
+    go: bool
+    go_calls: str
+    reasons: list[str]
+    server_share: float
+    rss_per_call_mb: float
+    caller_line: str
+    load: str
+
+    def row(self) -> str:
+        verdict = "GO" if self.go else "NO-GO"
+        why = "" if self.go else "  " + "; ".join(self.reasons[:3])
+        return (
+            f"{self.calls:>5} {verdict:>6} {self.go_calls:>8} | {self.server_share * 100:>6.1f} "
+            f"{self.server_share * 100 / self.calls:>8.3f} {self.rss_per_call_mb:>8.3f} | "
+            f"{self.caller_line:<34} | {self.load}{why}"
+        )
+
+
+HEADER = (
+    "calls verdict  GO/all | server %core  %/call  RSS MB/call | "
+    "callers (gonogo's own CPU)         | load at start"
+)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=["none", "whisper", "both"], default="both")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each call")
+    parser.add_argument("--start", type=int, default=None, help="first N of the search")
+    parser.add_argument("--levels", default="", help="comma-separated Ns to run, no search")
+    parser.add_argument("--max-trials", type=int, default=8)
+    common.add_server_options(parser)
+    parser.add_argument("--quick", action="store_true", help="2 calls x 5 s: a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.engine, args.seconds, args.levels = "none", 5.0, "2"
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    common.start()
+    common.pin_and_describe(args, f"calls of {args.seconds:g} s")
+    engines = ["none", "whisper"] if args.engine == "both" else [args.engine]
+    for engine in engines:
+        print(f"\n## STT_ENGINE={engine}\n{HEADER}", flush=True)
+        trials: dict[int, Trial] = {}
+
+        def run(n: int, engine: str = engine, trials: dict[int, Trial] = trials) -> bool:
+            trial = run_trial(engine, n, args)
+            trials[n] = trial
+            print(trial.row(), flush=True)
+            return trial.go
+
+        if args.levels:
+            for n in (int(x) for x in args.levels.split(",")):
+                run(n)
+        else:
+            search(run, *ENGINES[engine], start=args.start, max_trials=args.max_trials)
+        best = max((n for n, t in trials.items() if t.go), default=0)
+        if best:
+            t = trials[best]
+            print(
+                f"=> STT_ENGINE={engine}: {best} concurrent calls GO on one server core; "
+                f"{t.server_share * 100 / best:.3f} % of a core and {t.rss_per_call_mb:.3f} MB "
+                f"RSS per call at that load"
+            )
+        else:
+            print(f"=> STT_ENGINE={engine}: no level tried was GO")
+
+
+def search(run, first: int, growth: float, *, start: int | None, max_trials: int) -> None:
+    """Grow N until a NO-GO (halve until a GO), then bisect to within 20 % (or one call)."""
+    n, good, bad = start or first, 0, None
+    for _ in range(max_trials):
+        if run(n):
+            good = n
+        else:
+            bad = n
+        if bad is None:
+            n = math.ceil(n * growth)
+        elif good == 0:
+            if bad <= 1:
+                return
+            n = bad // 2
+        elif bad - good <= max(1, good // 5):
+            return
+        else:
+            n = (good + bad) // 2
+
+
+def run_trial(engine: str, n: int, args: argparse.Namespace) -> Trial:
+    """One fresh server, one `gonogo --calls n`; the server's CPU and RSS while the calls run."""
+    database = common.temp_database()
+    os.environ["DATABASE_URL"] = database
+    loaded = common.load()
+    ramp = min(5.0, 0.05 * n)
+    with common.server_for(args, {"STT_ENGINE": engine}) as server:
+        time.sleep(1.0)  # let start-up settle before the idle reading
+        idle = common.rss_mb(server.process.pid)
+        pin = ["taskset", "-c", str(common.CALLER_CPU)] if not args.no_pin else []
+        command = [
+            *pin,
+            sys.executable,
+            "manage.py",
+            "gonogo",
+            "--url",
+            server.base_url,
+            "--calls",
+            str(n),
+            "--duration",
+            f"{args.seconds:g}",
+            "--ramp",
+            f"{ramp:g}",
+        ]
+        env = {**os.environ, "DATABASE_URL": database, "LOG_LEVEL": "WARNING"}
+        meter = common.Meter(server.process.pid)
+        with subprocess.Popen(
+            command,
+            cwd=common.REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as gonogo:
+            # Steady window: after start-up, ramp and the first seconds; before the hang-ups.
+            time.sleep(3.0 + ramp + 1.0)
+            meter.begin()
+            time.sleep(max(1.0, args.seconds - 3.0))
+            busy = common.rss_mb(server.process.pid)
+            meter.end()
+            out, _ = gonogo.communicate(timeout=args.seconds + 120)
+    verdict = re.search(r"^(GO|NO-GO): (\d+/\d+) call", out, flags=re.MULTILINE)
+    caller = re.search(r"^caller: ([\d.]+) % of a core .*?\(([\d.]+) % each\)", out, re.MULTILINE)
+    # Each kind of reason once, with its worst figure (e.g. the highest write_ms p99).
+    worst: dict[str, tuple[float, str]] = {}
+    for reason in re.findall(r"^  - (.*?):", out, re.MULTILINE):
+        kind = re.sub(r"[\d.]+", "N", reason)
+        value = max((float(x) for x in re.findall(r"\d+\.\d+|\d+", reason)), default=0.0)
+        if kind not in worst or value > worst[kind][0]:
+            worst[kind] = (value, reason)
+    reasons = [f"{reason} (worst)" for _, reason in worst.values()]
+    if verdict is None:
+        reasons = [f"gonogo gave no verdict: {out[-500:]!r}"]
+    return Trial(
+        calls=n,
+        go=gonogo.returncode == 0 and verdict is not None and verdict.group(1) == "GO",
+        go_calls=verdict.group(2) if verdict else "?",
+        reasons=reasons,
+        server_share=meter.share,
+        rss_per_call_mb=(busy - idle) / n,
+        caller_line=(
+            f"{caller.group(1)} % ({caller.group(2)} %/call)" if caller else "caller CPU unknown"
+        ),
+        load=loaded,
+    )
+
+
+if __name__ == "__main__":
+    main()

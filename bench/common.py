@@ -1,0 +1,301 @@
+"""What every call-path benchmark shares: the machine line, CPU pinning, a server, its log.
+
+The machine has two cores. A benchmark pins the server to one (`SERVER_CPU`, with `taskset`)
+and itself, the simulated callers, to the other (`CALLER_CPU`), and reports the callers' own
+CPU so that a saturated client is never mistaken for a slow server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+SERVER_CPU = 0
+CALLER_CPU = 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def machine() -> str:
+    """Describe the machine: cores, CPU model, load average now."""
+    model = "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"nproc={os.cpu_count()} cpu={model!r} load={load()}"
+
+
+def load() -> str:
+    """The load average (1, 5, 15 min) as /proc shows it."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def start(argv: Sequence[str] | None = None) -> None:
+    """Print the command that makes these figures and the machine it runs on."""
+    argv = sys.argv if argv is None else argv
+    print("$ python " + " ".join(shlex.quote(a) for a in argv), flush=True)
+    print(f"# {machine()}", flush=True)
+
+
+def pin_callers(enabled: bool = True) -> str:
+    """Pin this process (the callers) to CALLER_CPU; return a note of what was done."""
+    if not enabled or (os.cpu_count() or 1) < 2:
+        return "callers unpinned"
+    os.sched_setaffinity(0, {CALLER_CPU})
+    return f"callers on cpu {CALLER_CPU}, server on cpu {SERVER_CPU}"
+
+
+def add_server_options(parser) -> None:
+    """--server and --no-pin, shared by every benchmark that starts a server."""
+    parser.add_argument(
+        "--server",
+        choices=["daphne", "uvicorn"],
+        default="daphne",
+        help="daphne (bin/run, the tests) or uvicorn (the brief's production command line)",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and callers")
+    parser.add_argument(
+        "--whatif",
+        default="",
+        help="candidate fixes for the server, e.g. WHATIF_DISPATCH=1,WHATIF_SWITCH_MS=1 "
+        "(serves bench/whatif_asgi.py; see its docstring)",
+    )
+
+
+def pin_and_describe(args, what: str) -> None:
+    """Pin the callers (unless --no-pin) and print the run's set-up line."""
+    whatif = f"; what-if {args.whatif}" if getattr(args, "whatif", "") else ""
+    print(f"# {pin_callers(not args.no_pin)}; server {args.server}{whatif}; {what}", flush=True)
+
+
+def server_for(args, env: dict[str, str]):
+    """`server` as the benchmark's --server, --no-pin and --whatif options ask."""
+    whatif = dict(item.split("=", 1) for item in args.whatif.split(",") if item)
+    if whatif:
+        env = {**env, **whatif, "PYTHONPATH": str(Path(__file__).parent)}
+    app = "whatif_asgi:application" if whatif else None
+    return server(env, pin=not args.no_pin, kind=args.server, app=app)
+
+
+def setup_django(database_url: str | None = None, **env: str) -> None:
+    """Configure Django in this process (the callers render speech and read the database)."""
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+@contextlib.contextmanager
+def server(
+    env: dict[str, str], *, pin: bool = True, kind: str = "daphne", app: str | None = None
+) -> Iterator:
+    """Start a server (daphne or uvicorn, pinned to SERVER_CPU) on this process's DATABASE_URL."""
+    from telephony.server_process import DEFAULT_APP, run_server
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        cpus = str(SERVER_CPU) if pin and (os.cpu_count() or 1) >= 2 else None
+        with run_server(
+            {"LOG_LEVEL": "INFO", **env},
+            workdir=Path(workdir),
+            fresh_database=False,
+            cpus=cpus,
+            start_timeout_s=60.0,
+            server=kind,
+            app=app or DEFAULT_APP,
+        ) as proc:
+            yield proc
+
+
+def temp_database() -> str:
+    """A DATABASE_URL for a fresh SQLite file in a temporary directory (kept for the run)."""
+    workdir = tempfile.mkdtemp(prefix="bench-db-")
+    return f"sqlite:///{workdir}/db.sqlite3"
+
+
+# --- A process's CPU and memory -----------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of process `pid`, in MB."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE / 1e6
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Meter:
+    """CPU share of a process (or of this one) between `begin` and `end`."""
+
+    pid: int | None = None  # None: this process
+    t0: float = 0.0
+    cpu0: float = 0.0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+    def _cpu(self) -> float:
+        return own_cpu_seconds() if self.pid is None else cpu_seconds(self.pid)
+
+    def begin(self) -> None:
+        self.t0, self.cpu0 = time.perf_counter(), self._cpu()
+
+    def end(self) -> float:
+        """Stop measuring; return the share of one core used (1.0 = a whole core)."""
+        self.wall_s = time.perf_counter() - self.t0
+        self.cpu_s = self._cpu() - self.cpu0
+        return self.share
+
+    @property
+    def share(self) -> float:
+        return self.cpu_s / self.wall_s if self.wall_s else 0.0
+
+
+# --- The server's log ---------------------------------------------------------------------------
+
+LINE = re.compile(r"\[(RX|TX)\] call=(\w+) (.*)")
+FIELD = re.compile(r"(\w+)=([\d.]+)")
+ENDED = re.compile(
+    r"call=(\w+) ended \((.*?)\): in=(\d+) written=(\d+) out=(\d+) rx_drops=(\d+) "
+    r"tx_drops=(\d+) unwritten=(\d+)"
+)
+CADENCE = re.compile(r"call=(\w+) rx cadence .*? max=([\d.]+) hist=([\d:,]*)")
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+
+
+@dataclass
+class CallLog:
+    """One call's lines in the server log."""
+
+    rx: list[dict[str, float]] = field(default_factory=list)
+    tx: list[dict[str, float]] = field(default_factory=list)
+    ended: dict[str, int] | None = None
+    cadence_hist: dict[int, int] = field(default_factory=dict)
+    cadence_max_ms: float = 0.0
+
+
+def parse_log(text: str, call_sids: Sequence[str] | None = None) -> dict[str, CallLog]:
+    """Collect each call's [RX]/[TX] figures, its `ended` totals and its RX cadence histogram."""
+    from telephony.meters import decode_histogram
+
+    wanted = set(call_sids) if call_sids is not None else None
+    calls: dict[str, CallLog] = {}
+
+    def get(sid: str) -> CallLog | None:
+        if wanted is not None and sid not in wanted:
+            return None
+        return calls.setdefault(sid, CallLog())
+
+    for line in text.splitlines():
+        if (m := LINE.search(line)) and (c := get(m.group(2))):
+            figures = {k: float(v) for k, v in FIELD.findall(m.group(3))}
+            (c.rx if m.group(1) == "RX" else c.tx).append(figures)
+        elif (m := ENDED.search(line)) and (c := get(m.group(1))):
+            names = ("in", "written", "out", "rx_drops", "tx_drops", "unwritten")
+            c.ended = {n: int(v) for n, v in zip(names, m.groups()[2:], strict=True)}
+        elif (m := CADENCE.search(line)) and (c := get(m.group(1))):
+            c.cadence_hist = decode_histogram(m.group(3))
+            c.cadence_max_ms = float(m.group(2))
+    return calls
+
+
+def log_time(line: str) -> float | None:
+    """The wall-clock time (time.time()) a server log line was written, to the millisecond."""
+    m = STAMP.match(line)
+    if not m:
+        return None
+    whole = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp()  # local time
+    return whole + int(m.group(2)) / 1000
+
+
+# --- Figures ------------------------------------------------------------------------------------
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (0 for no values)."""
+    if not values:
+        return 0.0
+    from telephony.gonogo import percentile
+
+    return percentile(values, q)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def steady(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Drop a call's first and last second (the stream starts and stops inside them)."""
+    return rows[1:-1] if len(rows) > 2 else []
+
+
+# --- Profiles (py-spy) --------------------------------------------------------------------------
+
+
+def profile(pid: int, seconds: float, path: str) -> subprocess.Popen:
+    """Start py-spy on `pid` for `seconds`: GIL-holding samples only, raw collapsed stacks."""
+    command = ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
+    command += ["--rate", "200", "--nonblocking", "--gil", "--threads", "--format", "raw"]
+    return subprocess.Popen(
+        [*command, "--output", path],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def profile_summary(path: str, top: int = 25) -> str:
+    """Where the GIL-holding samples went: by thread kind, and the top functions (inclusive)."""
+    threads: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip().rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            frames = stack.split(";")
+            total += n
+            name = re.sub(r"thread \(\d+\): ", "", frames[0])
+            threads[re.sub(r"CA[0-9a-f]{32}|_\d+$", "*", name)] += n
+            for frame in {re.sub(r":\d+\)$", ")", f) for f in frames[1:]}:
+                inclusive[frame] += n
+    lines = [f"{total} samples holding the GIL; by thread:"]
+    lines += [f"  {c / total * 100:5.1f} %  {t}" for t, c in threads.most_common(8)]
+    lines.append(f"top {top} functions (inclusive):")
+    lines += [f"  {c / total * 100:5.1f} %  {t}" for t, c in inclusive.most_common(top)]
+    return "\n".join(lines)
