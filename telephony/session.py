@@ -225,7 +225,9 @@ class CallSession:
     def _open_stt(self) -> None:
         t0 = self._clock()
         try:
-            session = self._engine.open(self.call_sid, self.endpointer.hypothesis)
+            session = self._engine.open(
+                self.call_sid, self.endpointer.hypothesis, on_event=self._on_stt_event
+            )
         except Exception as exc:  # the call goes on without transcripts; say so loudly
             log.exception("call=%s STT %s failed to open", self.call_sid, self._engine.name)
             self.observer.event(self.call_sid, "error", f"STT open failed: {exc}")
@@ -239,6 +241,10 @@ class CallSession:
             self.stt_open_ms,
             self.rx_q.qsize(),
         )
+
+    def _on_stt_event(self, kind: str, detail: str) -> None:
+        """Record what the engine reports about itself (reconnects, rotations, fallbacks)."""
+        self.observer.event(self.call_sid, kind, detail)
 
     def say(self, text: str, *, label: str | None = None) -> Prompt:
         """Play `text` through TX (never blocks on the queue: TX feeds it in at its pace)."""

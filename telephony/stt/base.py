@@ -19,6 +19,8 @@ class Hypothesis:
 
 
 HypothesisSink = Callable[[Hypothesis], None]
+# (kind, detail): something about the engine worth a call event (a reconnect, a fallback).
+EventSink = Callable[[str, str], None]
 
 
 class SttSession(ABC):
@@ -49,5 +51,7 @@ class SttEngine(ABC):
         """Load models or clients at process start, so the first call does not wait."""
 
     @abstractmethod
-    def open(self, call_sid: str, on_hypothesis: HypothesisSink) -> SttSession:
+    def open(
+        self, call_sid: str, on_hypothesis: HypothesisSink, *, on_event: EventSink | None = None
+    ) -> SttSession:
         """Open a session; may block (network, model), so callers run it off the audio path."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from telephony.stt.base import HypothesisSink, SttEngine, SttSession
+from telephony.stt.base import EventSink, HypothesisSink, SttEngine, SttSession
 
 
 class SlowSttSession(SttSession):
@@ -86,8 +86,12 @@ class SlowSttEngine(SttEngine):
         """Warm the inner engine up."""
         self.inner.warm_up()
 
-    def open(self, call_sid: str, on_hypothesis: HypothesisSink) -> SlowSttSession:
+    def open(
+        self, call_sid: str, on_hypothesis: HypothesisSink, *, on_event: EventSink | None = None
+    ) -> SlowSttSession:
         """Open the inner engine's session and slow its writes."""
         return SlowSttSession(
-            self.inner.open(call_sid, on_hypothesis), self.write_ms / 1000.0, self._sleep
+            self.inner.open(call_sid, on_hypothesis, on_event=on_event),
+            self.write_ms / 1000.0,
+            self._sleep,
         )

@@ -40,11 +40,9 @@ from google.cloud import speech_v1 as speech
 from google.cloud.speech_v1.services.speech.transports.grpc import SpeechGrpcTransport
 
 from telephony.audio import FRAME_MS, SAMPLE_RATE, ulaw_to_pcm16
-from telephony.stt.base import Hypothesis, HypothesisSink, SttEngine, SttSession
+from telephony.stt.base import EventSink, Hypothesis, HypothesisSink, SttEngine, SttSession
 
 logger = logging.getLogger(__name__)
-
-EventSink = Callable[[str, str], None]
 
 MAX_REQUEST_BYTES = 25_000  # Google takes at most 25 KB of audio per streaming request
 CATCH_UP_REQUEST_MS = 1000  # replays and backlogs go in 1 s requests rather than 40 ms ones

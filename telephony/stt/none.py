@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from telephony.stt.base import HypothesisSink, SttEngine, SttSession
+from telephony.stt.base import EventSink, HypothesisSink, SttEngine, SttSession
 
 
 class NullSttSession(SttSession):
@@ -41,7 +41,9 @@ class NullSttEngine(SttEngine):
         """Build the engine (it has no settings)."""
         return cls()
 
-    def open(self, call_sid: str, on_hypothesis: HypothesisSink) -> NullSttSession:
+    def open(
+        self, call_sid: str, on_hypothesis: HypothesisSink, *, on_event: EventSink | None = None
+    ) -> NullSttSession:
         """Open a counting session; `on_hypothesis` is never called."""
         with self._lock:
             self.sessions_opened += 1

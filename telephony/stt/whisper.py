@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from telephony.audio import FRAME_MS, SAMPLE_RATE
-from telephony.stt.base import Hypothesis, HypothesisSink, SttEngine, SttSession
+from telephony.stt.base import EventSink, Hypothesis, HypothesisSink, SttEngine, SttSession
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -232,6 +232,7 @@ class WhisperSttEngine(SttEngine):
         call_sid: str,
         on_hypothesis: HypothesisSink,
         *,
+        on_event: EventSink | None = None,  # whisper has no connection: nothing to report
         clock: Callable[[], float] | None = None,
     ) -> WhisperSttSession:
         """Open a session; loads the model first if warm_up was not called."""

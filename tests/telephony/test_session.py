@@ -225,3 +225,17 @@ def test_a_failing_hook_is_reported_not_raised():
     )
     r.dtmf("1")
     assert errors == ["reply hook failed: boom"]
+
+
+def test_what_the_engine_reports_becomes_a_call_event():
+    class Reporting(NullSttEngine):
+        def open(self, call_sid, on_hypothesis, *, on_event=None):
+            on_event("stt_reconnect", "UNAVAILABLE; reconnect 1 in 0.25 s")
+            return super().open(call_sid, on_hypothesis)
+
+    clock = Clock()
+    session, _, observer = make_session(clock)
+    session._engine = Reporting()
+    session._open_stt()
+    assert ("stt_reconnect", "UNAVAILABLE; reconnect 1 in 0.25 s", None) in observer.events
+    assert session.stt is not None
