@@ -29,7 +29,7 @@ from calls.models import Call, MetricSample
 from telephony import stt
 from telephony.audio import SILENCE_FRAME
 from telephony.caller import CallReport, dial, dial_many, new_sid, speech_audio
-from telephony.stt.base import HypothesisSink, SttEngine, SttSession
+from telephony.stt.base import EventSink, HypothesisSink, SttEngine, SttSession
 from tests.reliability.conftest import PG_HOST, PG_PORT
 from tests.reliability.helpers import (
     answer,
@@ -106,7 +106,9 @@ class FaultyEngine(SttEngine):
     def from_settings(cls) -> FaultyEngine:
         return cls()
 
-    def open(self, call_sid: str, on_hypothesis: HypothesisSink) -> FaultySession:
+    def open(
+        self, call_sid: str, on_hypothesis: HypothesisSink, *, on_event: EventSink | None = None
+    ) -> FaultySession:
         session = FaultySession(self.errors, self.stalls)
         self.sessions.append(session)
         return session
