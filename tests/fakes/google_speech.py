@@ -53,6 +53,15 @@ AUDIO_TIMEOUT_DETAILS = (
 )
 
 
+# A caller booking an appointment, four utterances: the script most tests speak and expect back.
+APPOINTMENT_SCRIPT = [
+    ["שלום", "אני", "רוצה", "לקבוע", "תור"],
+    ["לרופא", "מחר", "בבוקר"],
+    ["איפה", "הסניף", "הקרוב"],
+    ["תודה", "רבה"],
+]
+
+
 def speak(
     utterances: list[list[str]],
     *,

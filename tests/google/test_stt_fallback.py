@@ -9,6 +9,7 @@ from google.api_core import exceptions as core_exceptions
 
 from telephony.stt.google import GoogleSttConfig, GoogleSttEngine
 from tests.fakes.google_speech import (
+    APPOINTMENT_SCRIPT,
     Collector,
     FakeSpeechServer,
     FrameVad,
@@ -17,12 +18,7 @@ from tests.fakes.google_speech import (
     speak,
 )
 
-SCRIPT = [
-    ["שלום", "אני", "רוצה", "לקבוע", "תור"],
-    ["לרופא", "מחר", "בבוקר"],
-    ["איפה", "הסניף", "הקרוב"],
-    ["תודה", "רבה"],
-]
+SCRIPT = APPOINTMENT_SCRIPT
 WORDS = script_words(SCRIPT)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from telephony.stt.google import GoogleSttConfig, GoogleSttEngine, GoogleSttSession
 from tests.fakes.google_speech import (
+    APPOINTMENT_SCRIPT,
     BYTES_PER_MS,
     Collector,
     FakeSpeechServer,
@@ -16,12 +17,7 @@ from tests.fakes.google_speech import (
     speak,
 )
 
-SCRIPT = [
-    ["שלום", "אני", "רוצה", "לקבוע", "תור"],
-    ["לרופא", "מחר", "בבוקר"],
-    ["איפה", "הסניף", "הקרוב"],
-    ["תודה", "רבה"],
-]
+SCRIPT = APPOINTMENT_SCRIPT
 WORDS = script_words(SCRIPT)
 
 
