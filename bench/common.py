@@ -277,10 +277,35 @@ def profile(pid: int, seconds: float, path: str) -> subprocess.Popen:
     )
 
 
-def profile_summary(path: str, top: int = 25) -> str:
-    """Where the GIL-holding samples went: by thread kind, and the top functions (inclusive)."""
+PACKAGES = (  # a leaf frame's file -> who is spending the time (first match wins)
+    ("channels/db.py", "channels: close_old_connections hop per message"),
+    ("concurrent/futures", "thread-pool hop (sync_to_async)"),
+    ("asgiref/", "asgiref (sync_to_async)"),
+    ("channels/", "channels (AsyncConsumer dispatch, routing)"),
+    ("autobahn/", "daphne's WebSocket: autobahn"),
+    ("twisted/", "daphne's WebSocket: Twisted"),
+    ("daphne/", "daphne"),
+    ("websockets/", "uvicorn's WebSocket: websockets"),
+    ("uvicorn/", "uvicorn"),
+    ("telephony/consumers.py", "ours: consumer"),
+    ("telephony/protocol.py", "ours: protocol (JSON, base64)"),
+    ("telephony/endpointing.py", "ours: VAD (endpointing)"),
+    ("telephony/", "ours: RX/TX threads, queues, session"),
+    ("calls/", "ours: recorder"),
+    ("django/", "Django (ORM: the recorder)"),
+    ("logging/", "logging"),
+    ("threading.py", "threading (locks, conditions)"),
+    ("asyncio/", "asyncio event loop"),
+    ("selectors.py", "asyncio event loop"),
+    ("runners.py", "asyncio event loop"),
+)
+
+
+def profile_summary(path: str, top: int = 12) -> str:
+    """Where the GIL-holding samples went: by thread, by package (self time), top functions."""
     threads: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
     total = 0
     with open(path) as f:
         for line in f:
@@ -292,10 +317,17 @@ def profile_summary(path: str, top: int = 25) -> str:
             total += n
             name = re.sub(r"thread \(\d+\): ", "", frames[0])
             threads[re.sub(r"CA[0-9a-f]{32}|_\d+$", "*", name)] += n
-            for frame in {re.sub(r":\d+\)$", ")", f) for f in frames[1:]}:
-                inclusive[frame] += n
+            leaf = frames[-1]
+            owner = next((who for key, who in PACKAGES if key in leaf), "other")
+            packages[owner] += n
+            leaves[re.sub(r":\d+\)$", ")", leaf)] += n
+    if not total:
+        return "no samples (is py-spy allowed to attach?)"
+    share = lambda c: f"{c / total * 100:5.1f} %"  # noqa: E731
     lines = [f"{total} samples holding the GIL; by thread:"]
-    lines += [f"  {c / total * 100:5.1f} %  {t}" for t, c in threads.most_common(8)]
-    lines.append(f"top {top} functions (inclusive):")
-    lines += [f"  {c / total * 100:5.1f} %  {t}" for t, c in inclusive.most_common(top)]
+    lines += [f"  {share(c)}  {t}" for t, c in threads.most_common(8)]
+    lines.append("by package (self time):")
+    lines += [f"  {share(c)}  {p}" for p, c in packages.most_common()]
+    lines.append(f"top {top} functions (self time):")
+    lines += [f"  {share(c)}  {t}" for t, c in leaves.most_common(top)]
     return "\n".join(lines)
