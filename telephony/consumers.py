@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from channels.consumer import AsyncConsumer
+from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -68,6 +68,18 @@ class TwilioStreamConsumer(AsyncConsumer):
     sender: asyncio.Task[None] | None = None
     watchdog: asyncio.Task[None] | None = None
     closing = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Call the handler for `message` directly.
+
+        channels' own dispatch first sweeps old DB connections, a thread hop per message (50 a
+        second per call); this consumer never touches the database, so the sweep is skipped
+        (bench/whatif.py: -17 % server CPU per call under daphne).
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Accept the upgrade only if Twilio signed it."""
