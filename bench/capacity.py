@@ -44,6 +44,7 @@ class Trial:
     rss_per_call_mb: float
     caller_line: str
     load: str
+    slow_writes: str = ""  # with --whatif WHATIF_WRITE_TRACE=1: where slow RX writes waited
 
     def row(self) -> str:
         verdict = "GO" if self.go else "NO-GO"
@@ -89,6 +90,8 @@ def main() -> None:
             trial = run_trial(engine, n, args)
             trials[n] = trial
             print(trial.row(), flush=True)
+            if trial.slow_writes:
+                print(f"      {trial.slow_writes}", flush=True)
             return trial.go
 
         if args.levels:
@@ -169,6 +172,7 @@ def run_trial(engine: str, n: int, args: argparse.Namespace) -> Trial:
             busy = common.rss_mb(server.process.pid)
             meter.end()
             out, _ = gonogo.communicate(timeout=args.seconds + 120)
+            log = server.log_text()
     verdict = re.search(r"^(GO|NO-GO): (\d+/\d+) call", out, flags=re.MULTILINE)
     caller = re.search(r"^caller: ([\d.]+) % of a core .*?\(([\d.]+) % each\)", out, re.MULTILINE)
     # Each kind of reason once, with its worst figure (e.g. the highest write_ms p99).
@@ -182,6 +186,7 @@ def run_trial(engine: str, n: int, args: argparse.Namespace) -> Trial:
     if verdict is None:
         reasons = [f"gonogo gave no verdict: {out[-500:]!r}"]
     return Trial(
+        slow_writes=slow_writes(log) if "WHATIF_WRITE_TRACE=1" in args.whatif else "",
         calls=n,
         go=gonogo.returncode == 0 and verdict is not None and verdict.group(1) == "GO",
         go_calls=verdict.group(2) if verdict else "?",
@@ -192,6 +197,24 @@ def run_trial(engine: str, n: int, args: argparse.Namespace) -> Trial:
             f"{caller.group(1)} % ({caller.group(2)} %/call)" if caller else "caller CPU unknown"
         ),
         load=loaded,
+    )
+
+
+SLOW = re.compile(r"slow write \S+: ([\d.]+) ms = cpu ([\d.]+) \+ runqueue ([\d.]+) \+ blocked")
+
+
+def slow_writes(log: str) -> str:
+    """Sum the server's `slow write` trace lines: how long the writes took, and where."""
+    rows = [tuple(float(x) for x in m) for m in SLOW.findall(log)]
+    if not rows:
+        return "RX writes of 1 ms or more: none"
+    # schedstat accounts a wait when the thread gets the CPU, so a wait that began just
+    # before the write can land inside it: compare the totals, not single writes.
+    wall, cpu, runqueue = (sum(r[i] for r in rows) for i in range(3))
+    waited = sum(r[2] >= r[0] / 2 for r in rows)
+    return (
+        f"RX writes of 1 ms or more: {len(rows)}, {wall:.1f} ms in all: on a CPU {cpu:.1f} ms, "
+        f"waiting for one {runqueue:.1f} ms; {waited} of {len(rows)} mostly waiting for a CPU"
     )
 
 
