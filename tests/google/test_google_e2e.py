@@ -2,26 +2,16 @@
 
 import asyncio
 import re
-import time
 
 from django.conf import settings
 
 from telephony.caller import dial
 from tests.fakes.google_speech import FakeSpeechServer, script_words, speak
 from tests.fakes.google_tts import FakeTtsServer, render
+from tests.telephony.test_call_e2e import wait_for
 
 GREETING = "שלום, במה אפשר לעזור?"
 SCRIPT = [["שלום", "אני", "רוצה", "לקבוע", "תור"], ["מחר", "בבוקר"], ["תודה", "רבה"]]
-
-
-def wait_for(server, text: str, timeout_s: float = 8.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        log = server.log_text()
-        if text in log:
-            return log
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in the server log:\n{server.log_text()[-3000:]}")
 
 
 def transcript(log: str, call: str) -> list[str]:
@@ -58,7 +48,7 @@ def test_a_hebrew_call_through_google(server_factory, tmp_path) -> None:
         )
         assert report.error is None, report.error
         call = report.call_sid
-        log = wait_for(server, f"call={call} ended (stop)")
+        log = wait_for(server, f"call={call} ended (stop)", timeout_s=8.0)
 
         # Caller's words came back through Google streaming as partials and FINALs.
         assert f"🟡 [PARTIAL] call={call}" in log
