@@ -5,7 +5,8 @@ same machine in the same run as the unpatched app, before anyone changes the rea
 
 - WHATIF_DISPATCH=1: the stream consumer dispatches without channels' per-message
   `aclose_old_connections()` (a `sync_to_async` thread hop for every WebSocket frame; this
-  consumer never touches the database).
+  consumer never touches the database). Now in `TwilioStreamConsumer.dispatch` itself, so
+  this flag changes nothing any more: "shipped" and "dispatch" in bench/whatif.py now match.
 - WHATIF_RX_TICK=1: the RX thread wakes once per 20 ms tick and takes what is queued, instead
   of sleeping in `rx_q.get()` until each frame arrives (a wake-up and a Condition.notify per
   frame) and then sleeping again until the tick.

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,7 @@ class CallFigures:
     call: Call | None = None
 
     def count(self, kind: str) -> int:
+        """How many transcript events of `kind` the server recorded."""
         return sum(e.kind == kind for e in self.said)
 
 
@@ -337,7 +338,9 @@ class Command(BaseCommand):
         cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
         return self._verdict(watcher, reports, options, thresholds, cpu / wall)
 
-    async def _dial_all(self, url: str, sids: list[str], *, ramp_s: float, **kwargs: Any):
+    async def _dial_all(
+        self, url: str, sids: list[str], *, ramp_s: float, **kwargs: Any
+    ) -> list[CallReport]:
         """Place every call (starts spread over `ramp_s`) on one shared ticker."""
         import asyncio
 
@@ -353,7 +356,7 @@ class Command(BaseCommand):
                 **kwargs,
             )
 
-        return await asyncio.gather(*(one(i, sid) for i, sid in enumerate(sids)))
+        return list(await asyncio.gather(*(one(i, sid) for i, sid in enumerate(sids))))
 
     # --- the verdict --------------------------------------------------------------------------
 
@@ -444,7 +447,7 @@ class Table:
 
     PER_CALL_MAX = 3
 
-    def __init__(self, write: Any, calls: int) -> None:
+    def __init__(self, write: Callable[[str], Any], calls: int) -> None:
         self._write = write
         self._per_call = calls <= self.PER_CALL_MAX
         self._warned = False
@@ -452,6 +455,7 @@ class Table:
         self._header = False
 
     def warn_once(self, text: str) -> None:
+        """Print a warning the first time only."""
         if not self._warned:
             self._warned = True
             self._write(f"warning: {text}")
