@@ -5,7 +5,8 @@ report what they heard through `hypothesis` from their own threads. Out come `Tr
 
 - `partial`: at most one per `debounce_ms`, the latest text wins, repeats and empty text dropped.
 - `final`: the engine's final for the utterance, or, when the engine stays quiet for `timeout_ms`
-  after speech is over, the latest partial marked `local=True`. Never empty, one per utterance.
+  after speech is over, the latest partial marked `local=True` (at the tick nearest that time,
+  or when the first partial comes, if none had by then). Never empty, one per utterance.
 - `revision`: an engine final that arrives after a local final and says something else.
 
 Speech boundaries are counted in audio (frames of 20 ms), so a burst of queued frames is judged
@@ -76,6 +77,7 @@ class Endpointer:
         timeout_ms: int = 320,
         min_speech_ms: int = 60,
         aggressiveness: int = 2,
+        tick_ms: int = 0,
         on_speech_start: Callable[[int], None] | None = None,
         on_speech_end: Callable[[int], None] | None = None,
     ) -> None:
@@ -89,7 +91,11 @@ class Endpointer:
         self.min_speech_ms = min_speech_ms
         # Float clocks: 100.09 - 100.0 may land a hair under 0.09, and the boundary must hold.
         self._debounce_s = debounce_ms / 1000 - CLOCK_EPSILON_S
+        # `tick` runs every `tick_ms` (the RX cadence): a local final is made at the tick nearest
+        # its due time. Judged strictly, a tick landing a few microseconds early (its clock read
+        # is jittered against the one that stamped the end of speech) waits a whole tick more.
         self._timeout_s = timeout_ms / 1000 - CLOCK_EPSILON_S
+        self._tick_slack_s = tick_ms / 2000
         self._on_speech_start = on_speech_start
         self._on_speech_end = on_speech_end
         self._vad = webrtcvad.Vad(aggressiveness)
@@ -125,6 +131,7 @@ class Endpointer:
             "timeout_ms": settings.TIMEOUT_MS,
             "min_speech_ms": settings.VAD_MIN_SPEECH_MS,
             "aggressiveness": settings.VAD_AGGRESSIVENESS,
+            "tick_ms": settings.FRAME_MS,
         }
         params.update(overrides)
         return cls(call_sid=call_sid, publish=publish, **params)  # type: ignore[arg-type]
@@ -196,12 +203,7 @@ class Endpointer:
                 if utt.finalized is None:
                     self._show_partial(utt, text, now)
             for utt in self._utterances.values():
-                if (
-                    utt.finalized is None
-                    and utt.partial
-                    and utt.ended_at is not None
-                    and now - utt.ended_at >= self._timeout_s
-                ):
+                if utt.partial and self._local_final_due(utt, now + self._tick_slack_s):
                     self._finalize_locally(utt, now)
 
     def close(self) -> None:
@@ -308,6 +310,10 @@ class Endpointer:
         if not text or utt.finalized is not None:
             return  # nothing heard, or too late: the utterance has its final
         utt.partial = text
+        if self._local_final_due(utt, now):
+            # The timeout passed while the engine had nothing to say: this is the FINAL, now.
+            self._finalize_locally(utt, now)
+            return
         if text == utt.shown:
             if self._held is not None and self._held[0] is utt:
                 self._held = None  # the latest text is already on screen
@@ -322,6 +328,13 @@ class Endpointer:
         utt.shown = text
         self._last_partial_at = now
         self._emit("partial", utt, text)
+
+    def _local_final_due(self, utt: _Utterance, now: float) -> bool:
+        return (
+            utt.finalized is None
+            and utt.ended_at is not None
+            and now - utt.ended_at >= self._timeout_s
+        )
 
     def _engine_final(self, utt: _Utterance, text: str, now: float) -> None:
         utt.engine_final = True

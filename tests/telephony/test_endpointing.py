@@ -291,6 +291,44 @@ def test_local_final_at_exactly_timeout_after_speech_ended() -> None:
     assert len(line.events) == 3
 
 
+def test_on_the_rx_cadence_the_local_final_comes_at_the_tick_nearest_its_due_time() -> None:
+    # The RX thread's ticks are 20 ms apart and their clock reads jitter: a tick that lands a
+    # hair before the due time must not push the FINAL a whole tick (20 ms) late.
+    line = Line(timeout_ms=320, hangover_ms=180, tick_ms=20)
+    line.speak_and_stop()
+    line.say("check my order")
+    ended_at = line.ends[0][2]
+    line.clock.now = ended_at + 0.309  # the tick before: 11 ms early, the next one is nearer
+    line.ep.tick()
+    assert [k for k, _ in line.kinds()] == ["partial"]
+    line.clock.now = ended_at + 0.3195  # the tick on time, its clock read 0.5 ms early
+    line.ep.tick()
+    final = line.events[-1]
+    assert (final.kind, final.local) == ("final", True)
+
+
+def test_a_first_partial_after_the_timeout_is_the_final_at_once() -> None:
+    # The engine had nothing to say by the due time: its first words are the FINAL when they
+    # come, not a tick later, and no PARTIAL is published for them.
+    line = Line(timeout_ms=320, hangover_ms=180, tick_ms=20)
+    line.speak_and_stop()
+    ended_at = line.ends[0][2]
+    line.clock.now = ended_at + 0.400
+    line.ep.tick()
+    assert line.events == []
+    line.clock.now = ended_at + 0.4071
+    line.say("late words")
+    (final,) = line.events
+    assert (final.kind, final.text, final.local) == ("final", "late words", True)
+    assert final.latency_ms == pytest.approx((line.clock() - line.speech_clock[-1]) * 1000, abs=0.1)
+    # A partial arriving just before the due time is only a partial (no half-tick allowance).
+    early = Line(timeout_ms=320, hangover_ms=180, tick_ms=20)
+    early.speak_and_stop()
+    early.clock.now = early.ends[0][2] + 0.315
+    early.say("just in time")
+    assert [k for k, _ in early.kinds()] == ["partial"]
+
+
 def test_engine_final_before_the_timeout_prevents_a_local_final() -> None:
     line = Line()
     line.feed([SILENCE] * 5 + [VOICE] * 20)
