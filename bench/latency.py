@@ -29,6 +29,7 @@ import time
 import common
 
 FINAL = re.compile(r"✅ \[FINAL\] call=(\w+) .*\(latency_ms=(\d+)(, local)?\)")
+PARTIAL = re.compile(r"🟡 \[PARTIAL\] call=(\w+) ")
 BARGE_IN = re.compile(r"call=(\w+) barge-in: ")
 UTTERANCES = (
     "I would like to check the status of my order.",
@@ -104,15 +105,26 @@ def main() -> None:
             said += count
             left -= count
         finals = wait_for(server, lambda text: finals_of(text, final_sids), said)
-        latencies = [ms for ms, _ in finals]
-        local = sum(is_local for _, is_local in finals)
+        latencies = [ms for ms, _, _ in finals]
+        local = sum(is_local for _, is_local, _ in finals)
         print(
             f"FINAL: {len(finals)} of {said} utterances got a FINAL; latency_ms from the end of "
             f"speech p50 {common.pct(latencies, 50):.0f}, p95 {common.pct(latencies, 95):.0f}, "
             f"max {max(latencies, default=0):.0f} ({local} local, {len(finals) - local} from "
             f"the engine); target p95 <= {TARGET_FINAL_P95_MS:.0f}; load {loaded}"
         )
-        print("  each: " + " ".join(f"{ms:.0f}{'L' if lo else 'E'}" for ms, lo in finals))
+        for had, label in ((True, "with"), (False, "without")):
+            part = [ms for ms, _, h in finals if h == had]
+            if part:
+                p50, p95 = common.pct(part, 50), common.pct(part, 95)
+                print(
+                    f"  {len(part)} {label} a partial before the FINAL: "
+                    f"p50 {p50:.0f}, p95 {p95:.0f}, max {max(part):.0f}"
+                )
+        print(
+            "  each (L local, E engine; * no partial before it): "
+            + " ".join(f"{ms:.0f}{'L' if lo else 'E'}{'' if h else '*'}" for ms, lo, h in finals)
+        )
 
         # --- barge-in -> clear, a few calls at a time
         loaded = common.load()
@@ -150,12 +162,22 @@ def main() -> None:
         print("  each: " + " ".join(f"{ms:.1f}" for ms in sorted(clears)))
 
 
-def finals_of(text: str, sids: list[str]) -> list[tuple[float, bool]]:
-    """(latency_ms, local) of each FINAL the server logged for `sids`."""
+def finals_of(text: str, sids: list[str]) -> list[tuple[float, bool, bool]]:
+    """(latency_ms, local, had a partial) of each FINAL the server logged for `sids`.
+
+    "had a partial": the engine had published words for the utterance before its FINAL. Without
+    one, a local FINAL could only come with the engine's first words, however late they were.
+    """
     wanted = set(sids)
-    return [
-        (float(m.group(2)), bool(m.group(3))) for m in FINAL.finditer(text) if m.group(1) in wanted
-    ]
+    partial_since_final: dict[str, bool] = {}
+    found = []
+    for line in text.splitlines():
+        if (m := PARTIAL.search(line)) and m.group(1) in wanted:
+            partial_since_final[m.group(1)] = True
+        elif (m := FINAL.search(line)) and m.group(1) in wanted:
+            had = partial_since_final.pop(m.group(1), False)
+            found.append((float(m.group(2)), bool(m.group(3)), had))
+    return found
 
 
 def barge_ins_of(text: str, sids) -> list[tuple[str, float]]:

@@ -164,6 +164,9 @@ TX_BACKPRESSURE = env.float("TX_BACKPRESSURE", default=0.9)
 # that q stays near the brief's "q < 20" and a barge-in has little to discard.
 TX_PREFILL_FRAMES = env.int("TX_PREFILL_FRAMES", default=5)
 TX_IDLE_SILENCE = env.bool("TX_IDLE_SILENCE", default=True)
+# How long a thread may hold the GIL while another waits (Python's default is 5 ms): an RX or
+# TX thread whose 20 ms deadline came waits at most this long for the loop or another call.
+GIL_SWITCH_INTERVAL_MS = env.float("GIL_SWITCH_INTERVAL_MS", default=1.0)
 # Benchmarks: each call logs a histogram of its RX thread's tick intervals when it ends
 # (bench/pacing.py reads it); off in production, where it would only add log volume.
 RX_CADENCE_STATS = env.bool("RX_CADENCE_STATS", default=False)

@@ -23,6 +23,7 @@ from django.conf import settings
 
 from . import protocol, security, shutdown
 from .audio import Reframer
+from .handoff import handoff_for
 from .reporting import ReportingObserver
 from .sendqueue import SendQueue
 from .session import CallSession
@@ -87,6 +88,7 @@ class TwilioStreamConsumer(AsyncConsumer):
         self.reframer = Reframer()
         self.send_q = SendQueue(settings.SEND_QUEUE_FRAMES)
         self.loop = asyncio.get_running_loop()
+        self.handoff = handoff_for(self.loop)
         self.last_message_at = self.loop.time()
         self.messages = security.TokenBucket(
             settings.STREAM_MAX_MESSAGES_PER_S, settings.STREAM_MESSAGE_BURST, clock=self.loop.time
@@ -291,7 +293,7 @@ class TwilioStreamConsumer(AsyncConsumer):
 
     def _deliver_threadsafe(self, text: str, kind: str) -> None:
         """Called by the TX thread: hand one wire message to the loop's send queue."""
-        self.loop.call_soon_threadsafe(self.send_q.put, text, kind)
+        self.handoff.call(self.send_q.put, text, kind)
 
     async def _send_loop(self) -> None:
         """The only coroutine that writes to the socket."""

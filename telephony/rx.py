@@ -21,7 +21,7 @@ from .meters import IntervalHistogram
 log = logging.getLogger(__name__)
 
 BACKLOG_FRAMES = 2  # q above this after a write is a backlog worth draining faster
-GET_TIMEOUT_S = 0.5  # wake at least this often when no audio comes, for meters and stop
+GET_TIMEOUT_S = 0.5  # at stop: how long to wait for the rest of the audio before ticking
 
 
 class RxWorker:
@@ -106,29 +106,43 @@ class RxWorker:
             self.error = exc
             log.exception("RX worker %s failed", self._thread.name)
 
+    def _take(self) -> Item | None:
+        """The next media frame, handling control items on the way; None if there is none.
+
+        On the cadence nothing waits here: the tick already slept. At stop (draining) there is
+        no cadence, so wait a little for what is still to come.
+        """
+        while True:
+            if self.draining:
+                item = self.rx_q.get(timeout=self._get_timeout_s)
+            else:
+                item = self.rx_q.get_nowait()
+            if item is None or is_media(item):
+                return item
+            if not self._on_control(item):
+                self._running = False
+                return None
+
     def _loop(self) -> None:
-        rx_q, cadence, stats = self.rx_q, self._cadence, self.tick_stats
+        # One wake-up per 20 ms tick, frame or not: sleeping in rx_q.get() until each frame
+        # arrived cost a second wake-up (and a GIL hand-off) per frame per call.
+        cadence, stats = self._cadence, self.tick_stats
         while self._running:
-            if self.pending is None:
-                item = rx_q.get(timeout=self._get_timeout_s)
-                if item is None:
-                    self._on_tick()
-                    continue
-                if not is_media(item):
-                    if not self._on_control(item):
-                        return
-                    continue
-                self.pending = item
             if not self.draining:
                 cadence.wait()
                 if stats is not None:
                     stats.tick(self._clock())
-            if self._write_one(self.pending):
-                self.pending = None
-                if not self._drain_burst():
+            if self.pending is None:
+                self.pending = self._take()
+                if not self._running:
                     return
-            elif self.draining:
-                cadence.wait()  # no STT session yet even at stop: keep ticking, don't spin
-            # else: no STT session yet; drop nothing, try again next tick (directive 4)
+            if self.pending is not None:
+                if self._write_one(self.pending):
+                    self.pending = None
+                    if not self._drain_burst():
+                        return
+                elif self.draining:
+                    cadence.wait()  # no STT session yet even at stop: keep ticking, don't spin
+                # else: no STT session yet; drop nothing, try again next tick (directive 4)
             self._on_tick()
             cadence.advance()

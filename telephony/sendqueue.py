@@ -1,6 +1,6 @@
 """The asyncio side of TX: a bounded queue between the TX thread and the one socket send.
 
-The TX thread hands each wire message over with `loop.call_soon_threadsafe`; one coroutine of the
+The TX thread hands each wire message over through the loop's `LoopHandoff`; one coroutine of the
 consumer drains the queue into the socket, so nothing else ever sends. Bounded like the other
 queues: when the socket falls behind, the oldest media message is dropped (and counted), control
 messages always get in, and a `clear` discards the media still waiting ahead of it.

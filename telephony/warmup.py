@@ -2,6 +2,7 @@
 
 import gc
 import logging
+import sys
 import time
 
 from django.conf import settings
@@ -15,6 +16,7 @@ def warm_up() -> None:
     from .tts import get_prompt_cache, get_tts_engine
 
     t0 = time.perf_counter()
+    sys.setswitchinterval(settings.GIL_SWITCH_INTERVAL_MS / 1000)
     get_stt_engine().warm_up()
     get_tts_engine().warm_up()
     if settings.GREETING_TEXT:

@@ -85,3 +85,28 @@ def test_bounded_queue_drops_oldest_when_stt_never_comes_back_in_time():
     assert h.rx_q.drops_total == 250 - 200 - 1
     assert h.written[0] == frame(0)  # the pending frame was held from the start
     assert h.written[1:] == [frame(n) for n in range(50, 300)]  # the oldest went, order kept
+
+
+class CountingQueue(FrameQueue):
+    """A FrameQueue that counts the gets that may block (a wake-up per frame when they do)."""
+
+    blocking_gets = 0
+
+    def get(self, timeout: float | None = None) -> object:
+        self.blocking_gets += 1
+        return super().get(timeout)
+
+
+def test_on_the_cadence_the_worker_wakes_once_per_tick_never_per_frame():
+    h = Harness(frames=100, ready_at=0.0)
+    h.rx_q = h.worker.rx_q = CountingQueue(200)
+    h.run()
+    assert h.written == [frame(n) for n in range(100)]
+    assert h.rx_q.blocking_gets == 0
+    # Draining at stop is the one time it waits on the queue: no cadence then.
+    h2 = Harness(frames=10, ready_at=0.0)
+    h2.rx_q = h2.worker.rx_q = CountingQueue(200)
+    h2.worker.draining = True
+    h2.run()
+    assert h2.written == [frame(n) for n in range(10)]
+    assert h2.rx_q.blocking_gets > 0
