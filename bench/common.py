@@ -268,7 +268,8 @@ def steady(rows: list[dict[str, float]]) -> list[dict[str, float]]:
 
 def profile(pid: int, seconds: float, path: str) -> subprocess.Popen:
     """Start py-spy on `pid` for `seconds`: GIL-holding samples only, raw collapsed stacks."""
-    command = ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
+    py_spy = Path(sys.executable).with_name("py-spy")  # the venv's, active or not
+    command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
     command += ["--rate", "200", "--nonblocking", "--gil", "--threads", "--format", "raw"]
     return subprocess.Popen(
         [*command, "--output", path],

@@ -70,6 +70,21 @@ class TwilioStreamConsumer(AsyncConsumer):
     watchdog: asyncio.Task[None] | None = None
     closing = False
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Take messages one by one, as `AsyncConsumer.__call__` does with no channel layer.
+
+        channels' loop (`await_many_dispatch`) wraps every receive in a new task and an
+        `asyncio.wait`, made for listening to the layer and the socket at once. This consumer
+        listens to the socket only, so a plain await per message does the same for less (50
+        messages a second per call).
+        """
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            while True:
+                await self.dispatch(await receive())
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Call the handler for `message` directly.
 

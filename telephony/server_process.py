@@ -1,4 +1,4 @@
-"""Run the real server (daphne) in a child process on loopback: for tests, benchmarks, gonogo.
+"""Run the real server (daphne or uvicorn) in a child process on loopback, for tests and benches.
 
 `manage.py gonogo --spawn`, the benchmarks under `bench/` and the end-to-end tests start the
 same server the same way: a migrated database, `PUBLIC_BASE_URL` matching the port (Twilio's
@@ -78,12 +78,13 @@ def run_server(
     cpus: str | None = None,
     server: str = "daphne",
 ) -> Iterator[ServerProcess]:
-    """Start daphne with `env` overrides, wait until it listens, and stop it afterwards.
+    """Start a server with `env` overrides, wait until it listens, and stop it afterwards.
 
     Without a DATABASE_URL in `env`, the server gets a fresh SQLite file, migrated first, unless
     `fresh_database` is False: then it uses this process's database (the environment's
     DATABASE_URL or the settings' default). `cpus` is a `taskset -c` list, e.g. "0".
-    `server` is "daphne" or "uvicorn" (the brief's single-worker command line).
+    `server` is "daphne" (the tests' default: channels' own server) or "uvicorn" (what
+    `bin/run` serves: the brief's single-worker command line).
     """
     with contextlib.ExitStack() as stack:
         if workdir is None:
@@ -117,16 +118,25 @@ def run_server(
         yield server
 
 
+# The brief's single-worker command line (directive 9), as `bin/run` serves the product, with
+# two choices of ours: `websockets-sansio` is the same `websockets` library through its current
+# sans-I/O protocol (uvicorn's `websockets` option drives the library's legacy implementation,
+# deprecated upstream, which spends a task switch per message: 100 calls GO on one core against
+# 85; BENCHMARKS.md), and a 1 MiB bound on a WebSocket message (uvicorn's default is 16 MiB).
+WS_MAX_SIZE_BYTES = 1024 * 1024
+UVICORN_ARGS = ("--ws", "websockets-sansio", "--ws-max-size", str(WS_MAX_SIZE_BYTES),
+                "--workers", "1", "--timeout-keep-alive", "75", "--http", "h11",
+                "--lifespan", "on")  # fmt: skip
+
+
 def server_command(server: str, port: int, app: str = DEFAULT_APP) -> list[str]:
     """The arguments after `python` that serve `app` on loopback `port` with `server`."""
     if server == "daphne":
-        return ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+        return ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                "--websocket-max-message-size", str(WS_MAX_SIZE_BYTES), app]  # fmt: skip
     if server == "uvicorn":
-        # The brief's command (directive 9); `asgi_app` is the same application.
-        app = app.replace(":application", ":asgi_app")
-        return ["-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-                "--ws", "websockets", "--workers", "1", "--timeout-keep-alive", "75",
-                "--http", "h11"]  # fmt: skip
+        app = app.replace(":application", ":asgi_app")  # the same application
+        return ["-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), *UVICORN_ARGS]
     raise ValueError(f"unknown server {server!r}: daphne or uvicorn")
 
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,7 +44,7 @@ from tests.reliability.helpers import (
 from tests.reliability.hostile import good_frame
 from tests.reliability.netproxy import TcpProxy
 from tests.reliability.test_hostile_input import signed_headers, start, stop, until_closed
-from tests.server import REPO_ROOT, ServerProcess, free_port, port_answers, stop_server
+from tests.server import REPO_ROOT, ServerProcess, run_server, stop_server
 
 PHRASES = ("I would like to check the status of my order", "please send me a new card")
 
@@ -271,38 +271,9 @@ def test_sigterm_drains_the_calls_in_progress_under_daphne(
         assert report.close_code not in (1000, None)  # the server went away under them
 
 
-@contextlib.contextmanager
-def uvicorn_server(workdir: Path, env: dict[str, str]) -> Iterator[ServerProcess]:
-    """The brief's uvicorn command (one worker) with the message size bound, on loopback."""
-    port = free_port()
-    child_env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-        **env,
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO_ROOT, env=child_env, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    log_path = workdir / "uvicorn.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "project.asgi:asgi_app", "--host", "127.0.0.1",
-             "--port", str(port), "--ws", "websockets", "--workers", "1",
-             "--timeout-keep-alive", "75", "--http", "h11", "--ws-max-size", "1048576",
-             "--lifespan", "on"],
-            cwd=REPO_ROOT, env=child_env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-    server = ServerProcess(process=process, port=port, log_path=log_path, env=child_env)
-    try:
-        assert wait_until(lambda: port_answers(port) or not server.alive(), 30.0)
-        assert server.alive(), server.log_text()
-        yield server
-    finally:
-        stop_server(process)
+def uvicorn_server(workdir: Path, env: dict[str, str]) -> contextlib.AbstractContextManager:
+    """What bin/run serves: the brief's uvicorn command (one worker), on loopback."""
+    return run_server(env, workdir=workdir, server="uvicorn")
 
 
 def test_sigterm_drains_the_calls_in_progress_under_uvicorn(tmp_path: Path) -> None:

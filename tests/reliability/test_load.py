@@ -1,5 +1,7 @@
 """Load: many simulated calls at once on one server process (STT_ENGINE=none), all GO, no leak.
 
+The server is what `bin/run` serves (uvicorn, one worker).
+
 The figures come from where an operator would read them: each call's GO/NO-GO verdict (judged
 from its per-second samples when it ends) in the database, and the server's thread count and
 resident memory in /proc/<pid>/status, before, during and after the calls.
@@ -127,7 +129,7 @@ def run_load(server: ServerProcess, calls: int, seconds: float, ramp_s: float) -
 def test_ten_calls_at_once_are_all_go_and_leave_nothing_behind(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    server = server_factory(env={"STT_ENGINE": "none"})
+    server = server_factory(env={"STT_ENGINE": "none"}, server="uvicorn")
     run_load(server, calls=10, seconds=8.0, ramp_s=2.0)
 
 
@@ -135,6 +137,6 @@ def test_ten_calls_at_once_are_all_go_and_leave_nothing_behind(
 def test_a_hundred_calls_for_two_minutes_are_all_go_and_leave_nothing_behind(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    server = server_factory(env={"STT_ENGINE": "none"})
+    server = server_factory(env={"STT_ENGINE": "none"}, server="uvicorn")
     # Five new calls a second: a busy line's arrival rate, not a 100-call thundering herd.
     run_load(server, calls=100, seconds=120.0, ramp_s=20.0)
