@@ -17,6 +17,7 @@ from collections.abc import Callable
 from .cadence import Cadence
 from .framequeue import FrameQueue, Item, is_media
 from .meters import IntervalHistogram
+from .osthread import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class RxWorker:
         return True
 
     def _run(self) -> None:
+        name_this_thread(self._thread.name)
         try:
             self._loop()
         except BaseException as exc:  # a bug here must end the call loudly, not silently

@@ -20,6 +20,7 @@ from .audio import FRAME_MS, SILENCE_FRAME
 from .cadence import Cadence
 from .framequeue import Control, FrameQueue, is_media
 from .marks import MarkTracker
+from .osthread import name_this_thread
 from .protocol import OutboundMessages
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class TxWorker:
             log.warning("TX: unknown control item %r ignored", item)
 
     def _run(self) -> None:
+        name_this_thread(self._thread.name)
         try:
             self._loop()
         except BaseException as exc:  # a bug here must end the call loudly, not silently

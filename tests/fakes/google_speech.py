@@ -24,12 +24,13 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import grpc
 from google.cloud import speech_v1 as speech
+
+from tests.fakes.grpc_server import LoopbackGrpcServer
 
 BYTES_PER_MS = 8  # 8 kHz mu-law
 MAX_REQUEST_BYTES = 25 * 1024  # Google: at most 25 KB of audio per streaming request
@@ -223,8 +224,12 @@ class _Drop(Exception):
 _END = object()
 
 
-class FakeSpeechServer:
+class FakeSpeechServer(LoopbackGrpcServer):
     """Google's Speech v1 `StreamingRecognize` and `Recognize` on 127.0.0.1, plaintext gRPC."""
+
+    service = "google.cloud.speech.v1.Speech"
+    max_workers = 32  # each open stream holds a worker
+    thread_name_prefix = "fake-speech"
 
     def __init__(
         self,
@@ -239,6 +244,7 @@ class FakeSpeechServer:
         max_request_bytes: int = MAX_REQUEST_BYTES,
         recognize_delay_s: float = 0.0,
     ) -> None:
+        super().__init__()
         self.stream_limit_s = stream_limit_s
         self.audio_timeout_s = audio_timeout_s
         self.endpoint_ms = endpoint_ms
@@ -253,49 +259,8 @@ class FakeSpeechServer:
         self._stream_faults: list[Fault] = []
         self._recognize_faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._server: grpc.Server | None = None
-        self.host = ""
 
     # --- control, from tests ---------------------------------------------------------------------
-
-    def start(self, port: int = 0) -> FakeSpeechServer:
-        """Listen on loopback (`port` 0: a free one); `host` is then "127.0.0.1:<port>"."""
-        handler = grpc.method_handlers_generic_handler(
-            "google.cloud.speech.v1.Speech",
-            {
-                "StreamingRecognize": grpc.stream_stream_rpc_method_handler(
-                    self._streaming_recognize,
-                    request_deserializer=speech.StreamingRecognizeRequest.deserialize,
-                    response_serializer=speech.StreamingRecognizeResponse.serialize,
-                ),
-                "Recognize": grpc.unary_unary_rpc_method_handler(
-                    self._recognize,
-                    request_deserializer=speech.RecognizeRequest.deserialize,
-                    response_serializer=speech.RecognizeResponse.serialize,
-                ),
-            },
-        )
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="fake-speech")
-        )
-        server.add_generic_rpc_handlers((handler,))
-        port = server.add_insecure_port(f"127.0.0.1:{port}")
-        server.start()
-        self._server = server
-        self.host = f"127.0.0.1:{port}"
-        return self
-
-    def stop(self) -> None:
-        """Stop at once; open streams end with CANCELLED/UNAVAILABLE on the client."""
-        if self._server is not None:
-            self._server.stop(grace=None).wait(5)
-            self._server = None
-
-    def __enter__(self) -> FakeSpeechServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def fail_stream(
         self, code: grpc.StatusCode | None, details: str = "", *, after_audio_ms: int = 0
@@ -315,6 +280,20 @@ class FakeSpeechServer:
             return [r for log in self.streams for r in log.finals]
 
     # --- the RPCs ---------------------------------------------------------------------------------
+
+    def _methods(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {
+            "StreamingRecognize": grpc.stream_stream_rpc_method_handler(
+                self._streaming_recognize,
+                request_deserializer=speech.StreamingRecognizeRequest.deserialize,
+                response_serializer=speech.StreamingRecognizeResponse.serialize,
+            ),
+            "Recognize": grpc.unary_unary_rpc_method_handler(
+                self._recognize,
+                request_deserializer=speech.RecognizeRequest.deserialize,
+                response_serializer=speech.RecognizeResponse.serialize,
+            ),
+        }
 
     def _check_config(self, config: speech.RecognitionConfig) -> None:
         if config.language_code not in self.languages:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import audioop  # deprecated in 3.12, removed in 3.13; the machines run 3.11
 import struct
 import threading
-from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
 from google.cloud import texttospeech_v1 as tts
+
+from tests.fakes.grpc_server import LoopbackGrpcServer
 
 MAX_INPUT_BYTES = 5000
 VOICES = (
@@ -92,49 +93,27 @@ class SynthesisLog:
     sample_rate: int
 
 
-class FakeTtsServer:
+class FakeTtsServer(LoopbackGrpcServer):
     """Google's TextToSpeech v1 `SynthesizeSpeech` on 127.0.0.1, plaintext gRPC."""
 
+    service = "google.cloud.texttospeech.v1.TextToSpeech"
+    thread_name_prefix = "fake-tts"
+
     def __init__(self, *, list_chunk: bool = False) -> None:
+        super().__init__()
         self.list_chunk = list_chunk
         self.requests: list[SynthesisLog] = []
         self._faults: list[grpc.StatusCode] = []
         self._lock = threading.Lock()
-        self._server: grpc.Server | None = None
-        self.host = ""
 
-    def start(self, port: int = 0) -> FakeTtsServer:
-        """Listen on loopback (`port` 0: a free one); `host` is then "127.0.0.1:<port>"."""
-        handler = grpc.method_handlers_generic_handler(
-            "google.cloud.texttospeech.v1.TextToSpeech",
-            {
-                "SynthesizeSpeech": grpc.unary_unary_rpc_method_handler(
-                    self._synthesize,
-                    request_deserializer=tts.SynthesizeSpeechRequest.deserialize,
-                    response_serializer=tts.SynthesizeSpeechResponse.serialize,
-                )
-            },
-        )
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="fake-tts")
-        )
-        server.add_generic_rpc_handlers((handler,))
-        port = server.add_insecure_port(f"127.0.0.1:{port}")
-        server.start()
-        self._server = server
-        self.host = f"127.0.0.1:{port}"
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop(grace=None).wait(5)
-            self._server = None
-
-    def __enter__(self) -> FakeTtsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _methods(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {
+            "SynthesizeSpeech": grpc.unary_unary_rpc_method_handler(
+                self._synthesize,
+                request_deserializer=tts.SynthesizeSpeechRequest.deserialize,
+                response_serializer=tts.SynthesizeSpeechResponse.serialize,
+            )
+        }
 
     def fail_next(self, code: grpc.StatusCode) -> None:
         """Make the next request fail with `code`."""
