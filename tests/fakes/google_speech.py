@@ -637,10 +637,7 @@ def main() -> None:
         stream_limit_s=args.stream_limit, audio_timeout_s=args.audio_timeout
     ).start(args.port)
     print(f"fake Google Speech on {server.host} (GOOGLE_SPEECH_EMULATOR_HOST)", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -187,10 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     server = FakeTtsServer().start(args.port)
     print(f"fake Google Text-to-Speech on {server.host} (GOOGLE_TTS_EMULATOR_HOST)", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":

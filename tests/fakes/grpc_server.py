@@ -6,6 +6,7 @@ says which service it serves and how each RPC is handled.
 
 from __future__ import annotations
 
+import threading
 from concurrent import futures
 from typing import Self
 
@@ -47,6 +48,13 @@ class LoopbackGrpcServer:
         if self._server is not None:
             self._server.stop(grace=None).wait(5)
             self._server = None
+
+    def serve_until_interrupted(self) -> None:
+        """Serve until Ctrl-C, then stop: for a fake run by hand (`python -m tests.fakes...`)."""
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            self.stop()
 
     def __enter__(self) -> Self:
         return self.start()
