@@ -7,6 +7,8 @@ import time
 
 from django.conf import settings
 
+from . import gcwatch
+
 log = logging.getLogger(__name__)
 
 
@@ -28,6 +30,7 @@ def warm_up() -> None:
     # Everything loaded so far lives as long as the process: keep the collector from scanning
     # it again and again, which shortens the pauses the RX/TX threads see.
     gc.freeze()
+    gcwatch.install(settings.GC_PAUSE_LOG_MS)
     log.info(
         "warm-up done in %.0f ms (STT %s, TTS %s)",
         (time.perf_counter() - t0) * 1000.0,
