@@ -166,7 +166,7 @@ TX_PREFILL_FRAMES = env.int("TX_PREFILL_FRAMES", default=5)
 TX_IDLE_SILENCE = env.bool("TX_IDLE_SILENCE", default=True)
 # How long a thread may hold the GIL while another waits (Python's default is 5 ms): an RX or
 # TX thread whose 20 ms deadline came waits at most this long for the loop or another call.
-GIL_SWITCH_INTERVAL_MS = env.float("GIL_SWITCH_INTERVAL_MS", default=1.0)
+GIL_SWITCH_INTERVAL_MS = env.float("GIL_SWITCH_INTERVAL_MS", default=5.0)
 # A garbage-collector pause at least this long is logged (it stops every call's threads).
 GC_PAUSE_LOG_MS = env.float("GC_PAUSE_LOG_MS", default=20.0)
 # Benchmarks: each call logs a histogram of its RX thread's tick intervals when it ends
