@@ -406,6 +406,10 @@ class Recorder:
                 self._log_pending()
                 try:
                     self._write(batch)
+                    # With DEBUG on, Django keeps the last 9,000 queries of each connection (a
+                    # request's are cleared when the next request starts; this thread has none):
+                    # the batches' SQL would stay in memory for as long as the process runs.
+                    connection.queries_log.clear()
                 except Exception:  # the writer must outlive any bug in one batch
                     logger.exception("recorder: batch of %d rows lost", len(batch))
                     with self._cond:

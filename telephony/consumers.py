@@ -21,7 +21,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import protocol, security, shutdown
+from . import memory, protocol, security, shutdown
 from .audio import Reframer
 from .handoff import handoff_for
 from .reporting import ReportingObserver
@@ -357,6 +357,8 @@ class TwilioStreamConsumer(AsyncConsumer):
                 log.exception("call=%s: stop failed", session.call_sid)
             # From this thread, not the loop: a shutdown drain blocks the loop while it waits.
             shutdown.finished(session)
+            if not shutdown.live():  # the last call has ended: hand its memory back
+                memory.release_free_memory()
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 self.loop.call_soon_threadsafe(resolve)
 
