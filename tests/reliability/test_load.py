@@ -7,7 +7,7 @@ from its per-second samples when it ends) in the database, and the server's thre
 resident memory in /proc/<pid>/status, before, during and after the calls.
 
 The suite runs 10 calls for 8 s. The issue's check, 100 calls for 2 minutes and then 100 more
-to show that memory does not grow, takes 4 minutes of both cores, so it runs only when asked:
+to show that memory does not grow, takes 5 minutes of both cores, so it runs only when asked:
 
     .venv/bin/pytest -m load tests/reliability/test_load.py -s
 """
@@ -177,4 +177,4 @@ def test_a_hundred_calls_for_two_minutes_are_all_go_and_leave_nothing_behind(
     # so it is judged against where the process stood after one full load.
     first = run_load(server, calls=100, seconds=120.0, ramp_s=20.0, rss_baseline_kb=1 << 40)
     # A leak grows with every call: a second hundred must not move RSS past that mark.
-    run_load(server, calls=100, seconds=30.0, ramp_s=20.0, rss_baseline_kb=first["rss_after_kb"])
+    run_load(server, calls=100, seconds=120.0, ramp_s=20.0, rss_baseline_kb=first["rss_after_kb"])
