@@ -70,8 +70,8 @@ def add_server_options(parser) -> None:
     parser.add_argument(
         "--server",
         choices=["daphne", "uvicorn"],
-        default="daphne",
-        help="daphne (bin/run, the tests) or uvicorn (the brief's production command line)",
+        default="uvicorn",
+        help="uvicorn (what bin/run serves: the brief's command line) or daphne (most e2e tests)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and callers")
     parser.add_argument(
@@ -111,7 +111,7 @@ def setup_django(database_url: str | None = None, **env: str) -> None:
 
 @contextlib.contextmanager
 def server(
-    env: dict[str, str], *, pin: bool = True, kind: str = "daphne", app: str | None = None
+    env: dict[str, str], *, pin: bool = True, kind: str = "uvicorn", app: str | None = None
 ) -> Iterator:
     """Start a server (daphne or uvicorn, pinned to SERVER_CPU) on this process's DATABASE_URL."""
     from telephony.server_process import DEFAULT_APP, run_server

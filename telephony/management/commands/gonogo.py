@@ -257,9 +257,10 @@ class Command(BaseCommand):
 
             with (
                 tempfile.TemporaryDirectory(prefix="gonogo-") as workdir,
-                run_server(fresh_database=False, workdir=Path(workdir)) as server,
+                run_server(fresh_database=False, workdir=Path(workdir), server="uvicorn") as server,
             ):
-                self.stdout.write(f"spawned daphne on {server.base_url} (pid {server.process.pid})")
+                pid = server.process.pid
+                self.stdout.write(f"spawned uvicorn (as bin/run) on {server.base_url} (pid {pid})")
                 go = self._check(server.base_url, options, thresholds)
         if not go:
             raise CommandError("NO-GO", returncode=1)
