@@ -8,25 +8,13 @@ pages (in every arena). It runs in the thread that finished the last call, outsi
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import logging
-import sys
+from .libc import LIBC
 
-log = logging.getLogger(__name__)
-
-_libc = None
-if sys.platform == "linux":
-    try:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    except OSError:
-        _libc = None
-    if _libc is not None and not hasattr(_libc, "malloc_trim"):  # glibc only (musl has none)
-        _libc = None
+_malloc_trim = getattr(LIBC, "malloc_trim", None)  # glibc only (musl has none)
 
 
 def release_free_memory() -> bool:
     """Return free heap pages to the OS; True if some were (False where there is no glibc)."""
-    if _libc is None:
+    if _malloc_trim is None:
         return False
-    return bool(_libc.malloc_trim(0))
+    return bool(_malloc_trim(0))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import os
 import re
 import signal
@@ -271,13 +270,9 @@ def test_sigterm_drains_the_calls_in_progress_under_daphne(
         assert report.close_code not in (1000, None)  # the server went away under them
 
 
-def uvicorn_server(workdir: Path, env: dict[str, str]) -> contextlib.AbstractContextManager:
-    """What bin/run serves: the brief's uvicorn command (one worker), on loopback."""
-    return run_server(env, workdir=workdir, server="uvicorn")
-
-
 def test_sigterm_drains_the_calls_in_progress_under_uvicorn(tmp_path: Path) -> None:
-    with uvicorn_server(tmp_path, {"STT_ENGINE": "none", "STREAM_IDLE_TIMEOUT_S": "2"}) as server:
+    env = {"STT_ENGINE": "none", "STREAM_IDLE_TIMEOUT_S": "2"}
+    with run_server(env, workdir=tmp_path, server="uvicorn") as server:  # what bin/run serves
         callers = background(
             dial_many(2, server.base_url, auth_token=settings.TWILIO_AUTH_TOKEN, tail_silence_s=20)
         )
