@@ -20,8 +20,6 @@ import argparse
 import math
 import os
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
@@ -140,30 +138,12 @@ def run_trial(engine: str, n: int, args: argparse.Namespace) -> Trial:
     with common.server_for(args, {"STT_ENGINE": engine}) as server:
         time.sleep(1.0)  # let start-up settle before the idle reading
         idle = common.rss_mb(server.process.pid)
-        pin = ["taskset", "-c", str(common.CALLER_CPU)] if not args.no_pin else []
-        command = [
-            *pin,
-            sys.executable,
-            "manage.py",
-            "gonogo",
-            "--url",
-            server.base_url,
-            "--calls",
-            str(n),
-            "--duration",
-            f"{args.seconds:g}",
-            "--ramp",
-            f"{ramp:g}",
-        ]
-        env = {**os.environ, "DATABASE_URL": database, "LOG_LEVEL": "WARNING"}
         meter = common.Meter(server.process.pid)
-        with subprocess.Popen(
-            command,
-            cwd=common.REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        with common.start_gonogo(
+            args,
+            server,
+            database,
+            *("--calls", str(n), "--duration", f"{args.seconds:g}", "--ramp", f"{ramp:g}"),
         ) as gonogo:
             # Steady window: after start-up, ramp and the first seconds; before the hang-ups.
             time.sleep(3.0 + ramp + 1.0)

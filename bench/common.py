@@ -263,6 +263,19 @@ def steady(rows: list[dict[str, float]]) -> list[dict[str, float]]:
     return rows[1:-1] if len(rows) > 2 else []
 
 
+def start_gonogo(args, server, database: str, *options: str) -> subprocess.Popen:
+    """`manage.py gonogo` dialling `server` from the callers' core, its output captured."""
+    pin = ["taskset", "-c", str(CALLER_CPU)] if not args.no_pin else []
+    return subprocess.Popen(
+        [*pin, sys.executable, "manage.py", "gonogo", "--url", server.base_url, *options],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": database, "LOG_LEVEL": "WARNING"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 # --- Profiles (py-spy) --------------------------------------------------------------------------
 
 

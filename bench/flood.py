@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 
@@ -83,31 +81,12 @@ def flood_run(args: argparse.Namespace, limit: str, audio: bytes) -> None:
 
         sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
         sampler.start()
-        pin = ["taskset", "-c", str(common.CALLER_CPU)] if not args.no_pin else []
-        others = subprocess.Popen(
-            [
-                *pin,
-                sys.executable,
-                "manage.py",
-                "gonogo",
-                "--url",
-                server.base_url,
-                "--calls",
-                str(args.others),
-                "--duration",
-                f"{others_s:g}",
-                "--transcripts",
-                "no",
-                "--lead-silence",
-                "0.5",
-                "--pause",
-                "1",
-            ],
-            cwd=common.REPO_ROOT,
-            env={**os.environ, "DATABASE_URL": database, "LOG_LEVEL": "WARNING"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        others = common.start_gonogo(
+            args,
+            server,
+            database,
+            *("--calls", str(args.others), "--duration", f"{others_s:g}", "--transcripts", "no"),
+            *("--lead-silence", "0.5", "--pause", "1"),
         )
         time.sleep(2.0)  # the gonogo process starts Django and dials
         flood_started = time.monotonic()
