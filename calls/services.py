@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from calls.models import Call, CallEvent, MetricSample, Transcript
-from telephony.gonogo import judge
+from telephony.gonogo import Thresholds, judge
 from telephony.meters import SecondSample
 from telephony.transcript import TranscriptEvent
 
@@ -235,6 +236,7 @@ def call_ended(
         verdict = judge(
             list(MetricSample.objects.filter(call=call)),
             rx_drops_total=int(totals["rx_drops"]) if "rx_drops" in totals else None,
+            thresholds=Thresholds(write_ms_p99_max=settings.GO_WRITE_MS_P99_MAX),
         )
         call.go = verdict.go
         call.go_reasons = list(verdict.reasons)

@@ -13,6 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from calls import selectors, services
 from calls.models import Call, CallEvent, MetricSample, Transcript
@@ -159,6 +160,23 @@ def test_a_call_with_rx_drops_is_no_go() -> None:
     )
     assert ended.go is False
     assert ended.go_reasons == ["RX drops=3"]
+
+
+def test_the_write_ms_bound_of_the_recorded_verdict_is_a_setting(settings: Settings) -> None:
+    samples = [sample("CA1", s) for s in range(8)]
+    samples[4] = sample("CA1", 4, write_ms=1.5)
+    verdicts = []
+    for bound in (1.0, 5.0):  # the brief's, then a shared test machine's
+        settings.GO_WRITE_MS_P99_MAX = bound
+        call_sid = f"CA-bound-{bound:g}"
+        call = started(call_sid)
+        rows = [sample(call_sid, s.second, write_ms=s.write_ms) for s in samples]
+        services.metric_samples_create(samples=rows, call_ids={call_sid: call.pk})
+        ended = services.call_ended(
+            call_sid=call_sid, reason="stop", ended_at=START + timedelta(seconds=8), totals={}
+        )
+        verdicts.append((ended.go, ended.go_reasons))
+    assert verdicts == [(False, ["write_ms p99=1.50 (>= 1)"]), (True, [])]
 
 
 def test_the_greeting_time_is_the_first_one() -> None:
