@@ -114,7 +114,7 @@ def server(
     env: dict[str, str], *, pin: bool = True, kind: str = "uvicorn", app: str | None = None
 ) -> Iterator:
     """Start a server (daphne or uvicorn, pinned to SERVER_CPU) on this process's DATABASE_URL."""
-    from telephony.server_process import DEFAULT_APP, run_server
+    from telephony.testing.server_process import DEFAULT_APP, run_server
 
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         cpus = str(SERVER_CPU) if pin and (os.cpu_count() or 1) >= 2 else None
@@ -210,7 +210,7 @@ class CallLog:
 
 def parse_log(text: str, call_sids: Sequence[str] | None = None) -> dict[str, CallLog]:
     """Collect each call's [RX]/[TX] figures, its `ended` totals and its RX cadence histogram."""
-    from telephony.meters import decode_histogram
+    from telephony.metrics.stats import decode_histogram
 
     wanted = set(call_sids) if call_sids is not None else None
     calls: dict[str, CallLog] = {}
@@ -249,7 +249,7 @@ def pct(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (0 for no values)."""
     if not values:
         return 0.0
-    from telephony.gonogo import percentile
+    from telephony.metrics.stats import percentile
 
     return percentile(values, q)
 
@@ -303,7 +303,7 @@ PACKAGES = (  # a leaf frame's file -> who is spending the time (first match win
     ("uvicorn/", "uvicorn"),
     ("telephony/consumers.py", "ours: consumer"),
     ("telephony/protocol.py", "ours: protocol (JSON, base64)"),
-    ("telephony/endpointing.py", "ours: VAD (endpointing)"),
+    ("telephony/turns/endpointing.py", "ours: VAD (endpointing)"),
     ("telephony/", "ours: RX/TX threads, queues, session"),
     ("calls/", "ours: recorder"),
     ("django/", "Django (ORM: the recorder)"),

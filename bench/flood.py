@@ -46,7 +46,7 @@ def main() -> None:
     common.start()
     common.pin_and_describe(args, f"STT_ENGINE=none; {args.speed:g}x for {args.flood_seconds:g} s")
     common.setup_django(common.temp_database())
-    from telephony.caller import speech_audio
+    from telephony.testing.caller import speech_audio
 
     # The flood: speech looped to fill flood_seconds of wall time at `speed`.
     phrase = speech_audio("I would like to check the status of my order, please.")
@@ -60,7 +60,7 @@ def flood_run(args: argparse.Namespace, limit: str, audio: bytes) -> None:
     """One server, the others judged by gonogo, one flooding call; print what happened."""
     from django.conf import settings
 
-    from telephony.caller import dial, run
+    from telephony.testing.caller import dial, run
 
     database = common.temp_database()
     os.environ["DATABASE_URL"] = database
@@ -150,7 +150,7 @@ def flood_run(args: argparse.Namespace, limit: str, audio: bytes) -> None:
 
 def rss_slope(values: list[float]) -> float:
     """Least-squares slope of one-second RSS readings, in MB per second."""
-    from telephony.gonogo import slope
+    from telephony.metrics.gonogo import slope
 
     return slope(list(enumerate(values)))
 

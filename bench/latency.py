@@ -68,8 +68,8 @@ def main() -> None:
     common.setup_django(common.temp_database())
     from django.conf import settings
 
-    from telephony.caller import dial, run, speech_audio
-    from telephony.management.commands.gonogo import speech_plan
+    from calls.management.commands.gonogo import speech_plan
+    from telephony.testing.caller import dial, run, speech_audio
 
     token = settings.TWILIO_AUTH_TOKEN
     spoken = [speech_audio(t) for t in UTTERANCES]

@@ -54,8 +54,8 @@ def main() -> None:
     common.setup_django(common.temp_database())
     from django.conf import settings
 
-    from telephony.caller import run, speech_audio
-    from telephony.management.commands.gonogo import UTTERANCES, speech_plan
+    from calls.management.commands.gonogo import UTTERANCES, speech_plan
+    from telephony.testing.caller import run, speech_audio
 
     audio, tail, _ = speech_plan(
         [speech_audio(t) for t in UTTERANCES], duration_s=args.seconds, lead_s=0.5, pause_s=1.0
@@ -136,8 +136,8 @@ async def level(
     profile: str | None = None,
 ) -> Level:
     """Run `n` calls at once and measure them."""
-    from telephony.caller import dial_many
-    from telephony.meters import histogram_percentile
+    from telephony.metrics.stats import histogram_percentile
+    from telephony.testing.caller import dial_many
 
     loaded = common.load()
     ramp = min(2.0, 0.02 * n)

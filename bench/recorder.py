@@ -106,8 +106,8 @@ def live_run(args: argparse.Namespace) -> None:
 
     from calls.models import Call, MetricSample, Transcript
     from calls.recorder import Recorder
-    from telephony.meters import SecondSample
-    from telephony.transcript import TranscriptEvent
+    from telephony.metrics.meters import SecondSample
+    from telephony.turns.transcript import TranscriptEvent
 
     recorder = Recorder(
         maxsize=settings.RECORDER_QUEUE_SIZE,
@@ -209,8 +209,8 @@ def live_run(args: argparse.Namespace) -> None:
 def drain_run(args: argparse.Namespace) -> None:
     """Fill the queue first, then time the writer emptying it: its ceiling in rows/s."""
     from calls.recorder import Recorder
-    from telephony.meters import SecondSample
-    from telephony.transcript import TranscriptEvent
+    from telephony.metrics.meters import SecondSample
+    from telephony.turns.transcript import TranscriptEvent
 
     recorder = Recorder(maxsize=args.drain_rows + 10, batch_size=500, linger_s=0.0, start=False)
     now = time.time()

@@ -46,7 +46,7 @@ def main() -> None:
     from django.conf import settings
 
     from calls.models import Call
-    from telephony.caller import dial, run, speech_audio
+    from telephony.testing.caller import dial, run, speech_audio
 
     audio = speech_audio("Hello, I am calling about my order.")
     token = settings.TWILIO_AUTH_TOKEN

@@ -51,8 +51,8 @@ def main() -> None:
     common.setup_django(common.temp_database())
     from django.conf import settings
 
-    from telephony.caller import run, speech_audio
-    from telephony.management.commands.gonogo import UTTERANCES, speech_plan
+    from calls.management.commands.gonogo import UTTERANCES, speech_plan
+    from telephony.testing.caller import run, speech_audio
 
     audio, tail, _ = speech_plan(
         [speech_audio(t) for t in UTTERANCES], duration_s=args.seconds, lead_s=0.5, pause_s=1.0

@@ -35,8 +35,8 @@ if os.environ.get("WHATIF_DISPATCH") == "1":
     TwilioStreamConsumer.dispatch = dispatch
 
 if os.environ.get("WHATIF_RX_TICK") == "1":
-    from telephony.framequeue import is_media
-    from telephony.rx import RxWorker
+    from telephony.media.framequeue import is_media
+    from telephony.media.rx import RxWorker
 
     def _loop(self):
         rx_q, cadence = self.rx_q, self._cadence
@@ -75,7 +75,7 @@ if os.environ.get("WHATIF_WRITE_TRACE") == "1":
     # or neither (blocked: waiting for the GIL or a lock).
     import logging
 
-    from telephony.rx import RxWorker
+    from telephony.media.rx import RxWorker
 
     trace = logging.getLogger("telephony.whatif")
 

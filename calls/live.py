@@ -13,7 +13,7 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer
 
-from telephony.meters import SecondSample
+from telephony.metrics.meters import SecondSample
 
 logger = logging.getLogger(__name__)
 

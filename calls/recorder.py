@@ -36,8 +36,8 @@ from django.db import (
 from django.utils import timezone
 
 from calls import services
-from telephony.meters import SecondSample
-from telephony.transcript import TranscriptEvent
+from telephony.metrics.meters import SecondSample
+from telephony.turns.transcript import TranscriptEvent
 
 logger = logging.getLogger(__name__)
 

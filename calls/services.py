@@ -13,9 +13,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from calls.models import Call, CallEvent, MetricSample, Transcript
-from telephony.gonogo import Thresholds, judge
-from telephony.meters import SecondSample
-from telephony.transcript import TranscriptEvent
+from telephony.metrics.gonogo import Thresholds, judge
+from telephony.metrics.meters import SecondSample
+from telephony.turns.transcript import TranscriptEvent
 
 logger = logging.getLogger(__name__)
 

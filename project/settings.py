@@ -190,6 +190,8 @@ REPLY_HOOK = env.str("REPLY_HOOK", default="")
 REPLY_SETTLE_MS = env.int("REPLY_SETTLE_MS", default=2000)
 
 # --- Speech -------------------------------------------------------------------------------------
+# Where the line reports calls, transcripts and figures (telephony never imports calls itself).
+LINE_OBSERVER = env.str("LINE_OBSERVER", default="calls.observer.LineReports")
 STT_ENGINE = env.str("STT_ENGINE", default="whisper")  # whisper | google | none
 # Tests and drills only (STT_ENGINE=slow): the STT_SLOW_INNER engine with every write blocking
 # for STT_SLOW_WRITE_MS, the fault `manage.py gonogo` must catch.

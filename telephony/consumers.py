@@ -18,17 +18,17 @@ from typing import Any
 
 from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import memory, protocol, security, shutdown
-from .audio import Reframer
-from .handoff import handoff_for
-from .reporting import ReportingObserver
-from .sendqueue import SendQueue
-from .session import CallSession
-from .stt import get_stt_engine
-from .tts import get_prompt_cache
+from telephony import protocol, security, shutdown
+from telephony.media.audio import Reframer
+from telephony.media.handoff import handoff_for
+from telephony.media.sendqueue import SendQueue
+from telephony.observer import get_line_observer
+from telephony.process import memory
+from telephony.session import CallSession
+from telephony.stt import get_stt_engine
+from telephony.tts import get_prompt_cache
 
 log = logging.getLogger(__name__)
 
@@ -241,11 +241,8 @@ class TwilioStreamConsumer(AsyncConsumer):
             )
             await self._finish(why, code=CLOSE_POLICY)
             return
-        observer = ReportingObserver(
-            loop=self.loop,
-            channel_layer=get_channel_layer(),
-            account_sid=start.account_sid,
-            bad_input=self.bad.counts,
+        observer = get_line_observer().call_observer(
+            loop=self.loop, account_sid=start.account_sid, bad_input=self.bad.counts
         )
         session = CallSession(
             call_sid=start.call_sid,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .consumers import TwilioStreamConsumer
+from telephony.consumers import TwilioStreamConsumer
 
 websocket_urlpatterns = [
     path("twilio/stream/", TwilioStreamConsumer.as_asgi()),

@@ -17,18 +17,21 @@ from typing import Any
 
 from django.conf import settings
 
-from .audio import split_frames
-from .cadence import Cadence
-from .endpointing import Endpointer
-from .framequeue import Control, FrameQueue, Item
-from .marks import MarkTracker
-from .meters import IntervalHistogram, SecondSample
-from .protocol import OutboundMessages
-from .replies import Replier, load_hook
-from .rx import RxWorker
-from .stt.base import SttEngine, SttSession
-from .transcript import TranscriptEvent
-from .tx import Deliver, Prompt, TxWorker, heard_ms
+from telephony.media.audio import split_frames
+from telephony.media.cadence import Cadence
+from telephony.media.framequeue import Control, FrameQueue, Item
+from telephony.media.marks import MarkTracker
+from telephony.media.rx import RxWorker
+from telephony.media.tx import Deliver, Prompt, TxWorker, heard_ms
+from telephony.metrics.meters import SecondSample
+from telephony.metrics.stats import IntervalHistogram
+from telephony.observer import CallObserver
+from telephony.protocol import OutboundMessages
+from telephony.stt.base import SttEngine, SttSession
+from telephony.stt.none import NullSttSession
+from telephony.turns.endpointing import Endpointer
+from telephony.turns.replies import Replier, load_hook
+from telephony.turns.transcript import TranscriptEvent
 
 log = logging.getLogger("telephony.call")
 
@@ -73,41 +76,6 @@ class SessionConfig:
         )
 
 
-class CallObserver:
-    """Where a call's reports go. Called from the RX/TX/STT threads: implementations never block."""
-
-    def started(self, session: CallSession) -> None:
-        """The stream started and its workers are running."""
-
-    def second(self, sample: SecondSample) -> None:
-        """One second of RX/TX figures."""
-
-    def transcript(self, event: TranscriptEvent) -> None:
-        """A partial, a FINAL or a revision was published."""
-
-    def event(self, call_sid: str, kind: str, detail: str = "", data: dict | None = None) -> None:
-        """Something worth reviewing happened (dtmf, mark, clear, error, ...)."""
-
-    def greeting_played(self, call_sid: str) -> None:
-        """Twilio echoed the greeting's end mark: the caller heard all of it."""
-
-    def ended(self, session: CallSession, reason: str, totals: dict[str, Any]) -> None:
-        """The call's workers are stopped; `totals` are its final counts."""
-
-
-class _NoSttSession(SttSession):
-    """Stands in when the engine could not be opened: audio is consumed and counted, not lost."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-
-    def write(self, frame: bytes) -> None:
-        self.frames += 1
-
-    def close(self, timeout: float = 1.0) -> None:
-        pass
-
-
 class CallSession:
     def __init__(
         self,
@@ -127,7 +95,7 @@ class CallSession:
         self.stream_sid = stream_sid
         self.config = config or SessionConfig.from_settings()
         self.observer = observer or CallObserver()
-        self._engine = stt_engine
+        self.stt_engine = stt_engine
         self._render_prompt = render_prompt
         self._deliver = deliver
         self._clock = clock
@@ -225,19 +193,19 @@ class CallSession:
     def _open_stt(self) -> None:
         t0 = self._clock()
         try:
-            session = self._engine.open(
+            session = self.stt_engine.open(
                 self.call_sid, self.endpointer.hypothesis, on_event=self._on_stt_event
             )
         except Exception as exc:  # the call goes on without transcripts; say so loudly
-            log.exception("call=%s STT %s failed to open", self.call_sid, self._engine.name)
+            log.exception("call=%s STT %s failed to open", self.call_sid, self.stt_engine.name)
             self.observer.event(self.call_sid, "error", f"STT open failed: {exc}")
-            session = _NoSttSession()
+            session = NullSttSession(self.call_sid)
         self.stt_open_ms = (self._clock() - t0) * 1000.0
         self.stt = session
         log.info(
             "call=%s STT %s ready in %.0f ms (rx q=%d)",
             self.call_sid,
-            self._engine.name,
+            self.stt_engine.name,
             self.stt_open_ms,
             self.rx_q.qsize(),
         )

@@ -2,7 +2,7 @@
 
 Every running `CallSession` is registered here by its consumer. On shutdown `drain` stops them
 all in parallel (each drains RX in order, closes STT for its last final, stops TX), then waits
-for the recorder to write what they left. Where the servers let us in:
+for the line observer to store what they reported. Where the servers let us in:
 
 - daphne stops on SIGTERM through Twisted's reactor, whose "before shutdown" triggers run in
   order: ours is added at warm-up, before daphne adds the one that cancels every application
@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from telephony.observer import get_line_observer
+
 if TYPE_CHECKING:
-    from .session import CallSession
+    from telephony.session import CallSession
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def live() -> list[CallSession]:
 class DrainReport:
     calls: int  # calls in progress when the drain began
     finished: int  # of those, stopped within the time allowed
-    flushed: bool  # the recorder wrote everything queued
+    flushed: bool  # the line observer stored everything reported
     elapsed_s: float
 
 
@@ -72,9 +74,7 @@ def drain(
     timeout_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> DrainReport:
-    """Stop every call in progress and flush the recorder, within `timeout_s` (blocks)."""
-    from calls.recorder import get_recorder
-
+    """Stop every call in progress and flush their reports, within `timeout_s` (blocks)."""
     timeout_s = settings.SHUTDOWN_DRAIN_S if timeout_s is None else timeout_s
     t0 = clock()
     deadline = t0 + timeout_s
@@ -89,7 +89,7 @@ def drain(
     for _session, event in pending:
         if event.wait(max(0.0, deadline - clock())):
             done += 1
-    flushed = get_recorder().flush(timeout=max(0.1, deadline - clock()))
+    flushed = get_line_observer().flush(timeout=max(0.1, deadline - clock()))
     report = DrainReport(calls=len(pending), finished=done, flushed=flushed, elapsed_s=clock() - t0)
     if pending or not flushed:
         log.warning(

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from telephony import views
 
 app_name = "telephony"
 urlpatterns = [

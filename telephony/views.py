@@ -8,16 +8,13 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from calls import services
-from calls.recorder import get_recorder
-
-from . import security
+from telephony import security
+from telephony.observer import get_line_observer
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +67,12 @@ def voice(request: HttpRequest) -> HttpResponse:
     call_sid = request.POST.get("CallSid", "")
     if not call_sid:
         return HttpResponse("CallSid is required", status=400)
-    answered = {
-        "call_sid": call_sid,
-        "account_sid": request.POST.get("AccountSid", ""),
-        "from_number": request.POST.get("From", ""),
-        "to_number": request.POST.get("To", ""),
-    }
-    try:
-        services.call_answered(**answered)
-    except DatabaseError as exc:
-        # The caller must still be answered: the recorder keeps the row until the DB is back.
-        log.warning("call %s: database unavailable at answer (%s); row queued", call_sid, exc)
-        get_recorder().call_answered(**answered)
+    get_line_observer().call_answered(
+        call_sid=call_sid,
+        account_sid=request.POST.get("AccountSid", ""),
+        from_number=request.POST.get("From", ""),
+        to_number=request.POST.get("To", ""),
+    )
     log.info("call %s answered (from %s)", call_sid, request.POST.get("From", "-"))
     return HttpResponse(stream_twiml(call_sid=call_sid, now=time.time()), content_type="text/xml")
 
@@ -96,5 +87,5 @@ def stream_status(request: HttpRequest) -> HttpResponse:
     detail = request.POST.get("StreamError", "") or request.POST.get("StreamSid", "")
     log.info("stream status %s for %s %s", event or "?", call_sid or "?", detail)
     if call_sid:
-        get_recorder().event(call_sid=call_sid, kind="stream_status", detail=f"{event} {detail}")
+        get_line_observer().stream_status(call_sid=call_sid, event=event, detail=detail)
     return HttpResponse(status=204)

@@ -7,15 +7,16 @@ import time
 
 from django.conf import settings
 
-from . import gcwatch
+from telephony.observer import get_line_observer
+from telephony.process import gcwatch
 
 log = logging.getLogger(__name__)
 
 
 def warm_up() -> None:
     """Load models and clients once per process, so no call waits for them."""
-    from .stt import get_stt_engine
-    from .tts import get_prompt_cache, get_tts_engine
+    from telephony.stt import get_stt_engine
+    from telephony.tts import get_prompt_cache, get_tts_engine
 
     t0 = time.perf_counter()
     sys.setswitchinterval(settings.GIL_SWITCH_INTERVAL_MS / 1000)
@@ -23,8 +24,8 @@ def warm_up() -> None:
     get_tts_engine().warm_up()
     if settings.GREETING_TEXT:
         get_prompt_cache().render(settings.GREETING_TEXT)
-    _close_abandoned_calls()
-    from .shutdown import install
+    get_line_observer().process_started()  # e.g. close the calls a crashed process left
+    from telephony.shutdown import install
 
     install()  # SIGTERM finishes the calls in progress before the process goes
     # Everything loaded so far lives as long as the process: keep the collector from scanning
@@ -37,16 +38,3 @@ def warm_up() -> None:
         settings.STT_ENGINE,
         settings.TTS_ENGINE,
     )
-
-
-def _close_abandoned_calls() -> None:
-    """Mark calls a crashed process left active as interrupted (safe with other live processes)."""
-    from django.db import DatabaseError
-    from django.utils import timezone
-
-    from calls.services import calls_mark_interrupted
-
-    try:
-        calls_mark_interrupted(now=timezone.now())
-    except (DatabaseError, RuntimeError) as exc:  # no database yet (or tests): not fatal
-        log.warning("start-up sweep of abandoned calls skipped: %s", exc)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.server import ServerProcess, run_server
+from telephony.testing.server_process import ServerProcess, run_server
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ ENGINES = {
     "whisper": "telephony.stt.whisper:WhisperSttEngine",
     "none": "telephony.stt.none:NullSttEngine",
     "google": "telephony.stt.google:GoogleSttEngine",
-    "slow": "telephony.stt.faulty:SlowSttEngine",  # tests and drills only: a blocking write
+    "slow": "telephony.testing.slow_stt:SlowSttEngine",  # tests and drills only: a blocking write
 }
 
 _registry = EngineRegistry(kind="STT", setting="STT_ENGINE", targets=ENGINES)

@@ -39,7 +39,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import speech_v1 as speech
 from google.cloud.speech_v1.services.speech.transports.grpc import SpeechGrpcTransport
 
-from telephony.audio import FRAME_MS, SAMPLE_RATE, ulaw_to_pcm16
+from telephony.media.audio import FRAME_MS, SAMPLE_RATE, ulaw_to_pcm16
 from telephony.stt.base import EventSink, Hypothesis, HypothesisSink, SttEngine, SttSession
 
 logger = logging.getLogger(__name__)

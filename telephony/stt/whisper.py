@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from telephony.audio import FRAME_MS, SAMPLE_RATE
+from telephony.media.audio import FRAME_MS, SAMPLE_RATE
 from telephony.stt.base import EventSink, Hypothesis, HypothesisSink, SttEngine, SttSession
 
 if TYPE_CHECKING:

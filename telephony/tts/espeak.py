@@ -9,7 +9,7 @@ import time
 
 import espeakng_loader
 
-from telephony.audio import SAMPLE_RATE, pcm16_to_ulaw, resample_pcm16
+from telephony.media.audio import SAMPLE_RATE, pcm16_to_ulaw, resample_pcm16
 from telephony.tts.base import TtsEngine
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from google.cloud.texttospeech_v1.services.text_to_speech.transports.grpc import
     TextToSpeechGrpcTransport,
 )
 
-from telephony.audio import SAMPLE_RATE, pcm16_to_ulaw, resample_pcm16
+from telephony.media.audio import SAMPLE_RATE, pcm16_to_ulaw, resample_pcm16
 from telephony.tts.base import TtsEngine
 from telephony.tts.wav import (
     WAVE_FORMAT_MULAW,

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from telephony.server_process import REPO_ROOT
+from telephony.testing.server_process import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from django.test import Client
 
 from calls import services
 from calls.models import Call
-from tests.calls.factories import T0, said, sample
+from tests.helpers.figures import T0, said, sample
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from calls import live, services
-from tests.calls.factories import said, sample
+from tests.helpers.figures import said, sample
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

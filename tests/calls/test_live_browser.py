@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from calls import live
-from tests.calls.factories import sample
-from tests.server import REPO_ROOT, ServerProcess
+from telephony.testing.server_process import REPO_ROOT, ServerProcess
+from tests.helpers.figures import sample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.redis]
 
@@ -46,7 +46,7 @@ SEED = """
 from django.contrib.auth.models import User
 from django.utils import timezone
 from calls import services
-from telephony.meters import SecondSample
+from telephony.metrics.meters import SecondSample
 User.objects.create_superuser("ops", "ops@example.com", {password!r})
 now = timezone.now()
 call = services.call_stream_started(call_sid="CA-snap", stream_sid="MZ-snap", started_at=now)

@@ -17,7 +17,7 @@ from pytest_django.fixtures import Settings
 
 from calls import selectors, services
 from calls.models import Call, CallEvent, MetricSample, Transcript
-from tests.calls.factories import T0, said, sample
+from tests.helpers.figures import T0, said, sample
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ import sys
 import pytest
 from django.db import connection
 
-from tests.server import REPO_ROOT
+from telephony.testing.server_process import REPO_ROOT
 
 pytestmark = pytest.mark.postgres
 

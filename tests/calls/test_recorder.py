@@ -19,8 +19,8 @@ from django.db import connection, transaction
 from calls import services
 from calls.models import Call, CallEvent, MetricSample, Transcript
 from calls.recorder import WRITER_THREAD_NAME, Recorder, get_recorder
-from telephony.cadence import Cadence
-from tests.calls.factories import T0, said, sample, wait_for
+from telephony.media.cadence import Cadence
+from tests.helpers.figures import T0, said, sample, wait_for
 
 START = datetime.fromtimestamp(T0, tz=UTC)
 MakeRecorder = Callable[..., Recorder]

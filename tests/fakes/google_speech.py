@@ -622,7 +622,7 @@ def main() -> None:
     """Serve the fake on a fixed port for a manual end-to-end run; maybe write a caller WAV."""
     import argparse
 
-    from telephony.caller import write_ulaw_wav
+    from telephony.testing.caller import write_ulaw_wav
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=50051)

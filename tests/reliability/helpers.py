@@ -1,13 +1,15 @@
 """What the reliability tests share: reading a server's database and /proc, and dialling by hand.
 
-`dial` in telephony.caller places whole, well-behaved calls. The tests here also need the parts
-on their own (answer a call, open its stream, then misbehave), built from the same messages.
+`dial` in telephony.testing.caller places whole, well-behaved calls. The tests here also need
+the parts on their own (answer a call, open its stream, then misbehave), built from the same
+messages.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -15,17 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 
-from telephony.caller import (
+from telephony import security
+from telephony.testing.caller import (
     DEFAULT_ACCOUNT_SID,
     SIGNATURE_HEADER,
     VOICE_PATH,
     ConnectStream,
     parse_connect_stream,
+    start_message,
+    stop_message,
 )
-from tests.server import ServerProcess
+from telephony.testing.server_process import ServerProcess
+from tests.reliability.hostile import Msg
 
 CALL_COLUMNS = (
     "call_sid", "stream_sid", "status", "end_reason", "from_number", "answered_at", "started_at",
@@ -176,3 +184,55 @@ async def close_code(ws: ClientConnection, timeout_s: float = 10.0) -> tuple[int
 
     await asyncio.wait_for(drain(), timeout_s)
     return ws.close_code, ws.close_reason or ""
+
+
+# --- Messages and sockets for the in-process consumer tests ----------------------------------
+
+
+def signed_headers() -> list[tuple[bytes, bytes]]:
+    url = security.stream_url(settings.PUBLIC_BASE_URL)
+    signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, {})
+    return [(b"x-twilio-signature", signature.encode()), (b"host", b"line.example.com")]
+
+
+def token_for(call_sid: str, *, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    return security.make_stream_token(settings.TWILIO_AUTH_TOKEN, call_sid, now=now, ttl_s=60)
+
+
+def start(call_sid: str, stream_sid: str, params: dict[str, str] | None = None) -> str:
+    params = {"token": token_for(call_sid)} if params is None else params
+    return start_message(
+        sequence_number=1,
+        account_sid="AC" + "0" * 32,
+        call_sid=call_sid,
+        stream_sid=stream_sid,
+        custom_parameters=params,
+    )
+
+
+def stop(call_sid: str, stream_sid: str) -> str:
+    return stop_message(
+        sequence_number=99, account_sid="AC" + "0" * 32, call_sid=call_sid, stream_sid=stream_sid
+    )
+
+
+async def send(comm: WebsocketCommunicator, msg: Msg) -> None:
+    if isinstance(msg.data, bytes):
+        await comm.send_to(bytes_data=msg.data)
+    else:
+        await comm.send_to(text_data=msg.data)
+
+
+async def until_closed(comm: WebsocketCommunicator, timeout_s: float = 10.0) -> list[dict]:
+    """Everything the consumer sends, up to and including its close."""
+    out = []
+    while True:
+        message = await comm.receive_output(timeout_s)
+        out.append(message)
+        if message["type"] == "websocket.close":
+            return out
+
+
+def threads_of(call_sid: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if call_sid in t.name]

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from telephony import protocol
-from telephony.audio import FRAME_BYTES
+from telephony.media.audio import FRAME_BYTES
 
 DTMF = "dtmf"  # label: accepted, or counted as a flood beyond the allowed rate
 KNOWN_EVENTS = frozenset({"connected", "start", "media", "mark", "dtmf", "stop"})

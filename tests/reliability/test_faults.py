@@ -26,9 +26,10 @@ from websockets.exceptions import ConnectionClosed
 
 from calls.models import Call, MetricSample
 from telephony import stt
-from telephony.audio import SILENCE_FRAME
-from telephony.caller import CallReport, dial, dial_many, new_sid, speech_audio
+from telephony.media.audio import SILENCE_FRAME
 from telephony.stt.base import EventSink, HypothesisSink, SttEngine, SttSession
+from telephony.testing.caller import CallReport, dial, dial_many, new_sid, speech_audio
+from telephony.testing.server_process import REPO_ROOT, ServerProcess, run_server, stop_server
 from tests.reliability.conftest import PG_HOST, PG_PORT
 from tests.reliability.helpers import (
     answer,
@@ -38,12 +39,14 @@ from tests.reliability.helpers import (
     final_texts,
     open_stream,
     proc_status,
+    signed_headers,
+    start,
+    stop,
+    until_closed,
     wait_until,
 )
 from tests.reliability.hostile import good_frame
 from tests.reliability.netproxy import TcpProxy
-from tests.reliability.test_hostile_input import signed_headers, start, stop, until_closed
-from tests.server import REPO_ROOT, ServerProcess, run_server, stop_server
 
 PHRASES = ("I would like to check the status of my order", "please send me a new card")
 

@@ -14,7 +14,6 @@ import base64
 import json
 import math
 import os
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -25,18 +24,24 @@ from django.conf import settings
 from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from twilio.request_validator import RequestValidator
 
 from calls.models import Call, CallEvent
 from telephony import protocol, security
-from telephony.audio import FRAME_BYTES
-from telephony.caller import dial, new_sid, start_message, stop_message
+from telephony.media.audio import FRAME_BYTES
+from telephony.testing.caller import dial, new_sid
 from tests.reliability.helpers import (
     answer,
     call_rows,
     close_code,
     database_url,
     open_stream,
+    send,
+    signed_headers,
+    start,
+    stop,
+    threads_of,
+    token_for,
+    until_closed,
     wait_until,
 )
 from tests.reliability.hostile import (
@@ -75,55 +80,6 @@ def app(settings: Any) -> Any:
     from project.asgi import application
 
     return application
-
-
-def signed_headers() -> list[tuple[bytes, bytes]]:
-    url = security.stream_url(settings.PUBLIC_BASE_URL)
-    signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, {})
-    return [(b"x-twilio-signature", signature.encode()), (b"host", b"line.example.com")]
-
-
-def token_for(call_sid: str, *, now: float | None = None) -> str:
-    now = time.time() if now is None else now
-    return security.make_stream_token(settings.TWILIO_AUTH_TOKEN, call_sid, now=now, ttl_s=60)
-
-
-def start(call_sid: str, stream_sid: str, params: dict[str, str] | None = None) -> str:
-    params = {"token": token_for(call_sid)} if params is None else params
-    return start_message(
-        sequence_number=1,
-        account_sid="AC" + "0" * 32,
-        call_sid=call_sid,
-        stream_sid=stream_sid,
-        custom_parameters=params,
-    )
-
-
-def stop(call_sid: str, stream_sid: str) -> str:
-    return stop_message(
-        sequence_number=99, account_sid="AC" + "0" * 32, call_sid=call_sid, stream_sid=stream_sid
-    )
-
-
-async def send(comm: WebsocketCommunicator, msg: Msg) -> None:
-    if isinstance(msg.data, bytes):
-        await comm.send_to(bytes_data=msg.data)
-    else:
-        await comm.send_to(text_data=msg.data)
-
-
-async def until_closed(comm: WebsocketCommunicator, timeout_s: float = 10.0) -> list[dict]:
-    """Everything the consumer sends, up to and including its close."""
-    out = []
-    while True:
-        message = await comm.receive_output(timeout_s)
-        out.append(message)
-        if message["type"] == "websocket.close":
-            return out
-
-
-def threads_of(call_sid: str) -> list[str]:
-    return [t.name for t in threading.enumerate() if call_sid in t.name]
 
 
 def expected_irregular(audio_sizes: list[int]) -> int:

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from telephony.caller import dial_many, run
+from telephony.testing.caller import dial_many, run
+from telephony.testing.server_process import ServerProcess
 from tests.reliability.helpers import call_rows, database_url, proc_status, wait_until
-from tests.server import ServerProcess
 
 RSS_GROWTH_MAX = 0.10  # after the calls, resident memory within 10 % of where it started
 

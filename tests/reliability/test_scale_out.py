@@ -20,12 +20,11 @@ import pytest
 from django.conf import settings
 from websockets.asyncio.client import connect
 
-from telephony.caller import dial_many, new_sid
+from telephony.testing.caller import dial_many, new_sid
+from telephony.testing.server_process import REPO_ROOT, ServerProcess, free_port
 from tests.reliability.conftest import once_per_run
-from tests.reliability.helpers import answer, call_rows, close_code, open_stream, wait_until
+from tests.reliability.helpers import answer, call_rows, close_code, open_stream, start, wait_until
 from tests.reliability.netproxy import TcpProxy
-from tests.reliability.test_hostile_input import start
-from tests.server import REPO_ROOT, ServerProcess, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -211,7 +210,7 @@ async def test_the_live_page_outlives_an_idle_spell_on_redis(
     from channels.testing import WebsocketCommunicator
 
     from calls import live
-    from tests.calls.factories import sample
+    from tests.helpers.figures import sample
 
     application = redis_app
     page = WebsocketCommunicator(application, "/ws/admin/metrics/", headers=staff_headers)

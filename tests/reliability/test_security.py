@@ -22,12 +22,18 @@ from twilio.request_validator import RequestValidator
 
 from calls.models import Call
 from telephony import security
-from telephony.caller import new_sid
+from telephony.testing.caller import new_sid
+from telephony.testing.server_process import REPO_ROOT, ServerProcess, free_port
 from tests.reliability.conftest import REDIS_HOST, REDIS_PORT, need
-from tests.reliability.helpers import answer, call_rows, close_code, database_url, open_stream
+from tests.reliability.helpers import (
+    answer,
+    call_rows,
+    close_code,
+    database_url,
+    open_stream,
+    start,
+)
 from tests.reliability.hostile import good_frame
-from tests.reliability.test_hostile_input import start
-from tests.server import REPO_ROOT, ServerProcess, free_port
 
 BASE = "https://line.example.com"
 KEY = "test-auth-token"

@@ -11,7 +11,7 @@ from django.conf import settings
 from twilio.request_validator import RequestValidator
 
 from telephony import security
-from telephony.audio import FRAME_BYTES
+from telephony.media.audio import FRAME_BYTES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,22 +6,15 @@ from concurrent.futures import Executor, Future
 
 import pytest
 
-from telephony.audio import SILENCE_FRAME
-from telephony.endpointing import Endpointer
-from telephony.replies import Replier, Turn, echo
-from telephony.session import CallObserver, CallSession, SessionConfig
+from telephony.media.audio import SILENCE_FRAME
+from telephony.observer import CallObserver
+from telephony.session import CallSession, SessionConfig
 from telephony.stt.none import NullSttEngine
-from telephony.transcript import TranscriptEvent
-
-from .test_endpointing import VOICE
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
+from telephony.turns.endpointing import Endpointer
+from telephony.turns.replies import Replier, Turn, echo
+from telephony.turns.transcript import TranscriptEvent
+from tests.helpers.clock import FakeClock
+from tests.helpers.speech import VOICE
 
 
 class Recorded(CallObserver):
@@ -40,7 +33,7 @@ class Recorded(CallObserver):
         self.played.append(call_sid)
 
 
-def make_session(clock: Clock, **config) -> tuple[CallSession, list[tuple[str, str]], Recorded]:
+def make_session(clock: FakeClock, **config) -> tuple[CallSession, list[tuple[str, str]], Recorded]:
     sent: list[tuple[str, str]] = []
     observer = Recorded()
     session = CallSession(
@@ -56,12 +49,12 @@ def make_session(clock: Clock, **config) -> tuple[CallSession, list[tuple[str, s
         wall_clock=clock,
     )
     session.build()
-    session.stt = session._engine.open("CA1", session.endpointer.hypothesis)
+    session.stt = session.stt_engine.open("CA1", session.endpointer.hypothesis)
     return session, sent, observer
 
 
 def test_barge_in_clears_within_one_tick_and_knows_what_was_heard():
-    clock = Clock()
+    clock = FakeClock(50.0)
     session, sent, observer = make_session(clock)
     session.greeting = session.say("a long greeting", label="greeting")
     for _ in range(60):  # 1.2 s of greeting sent
@@ -93,7 +86,7 @@ def test_barge_in_clears_within_one_tick_and_knows_what_was_heard():
 
 
 def test_speech_while_nothing_plays_is_not_a_barge_in():
-    clock = Clock()
+    clock = FakeClock(50.0)
     session, sent, _ = make_session(clock)
     for _ in range(30):
         session._rx_write(VOICE)
@@ -103,7 +96,7 @@ def test_speech_while_nothing_plays_is_not_a_barge_in():
 
 
 def test_short_backchannel_does_not_interrupt():
-    clock = Clock()
+    clock = FakeClock(50.0)
     session, _, _ = make_session(clock)
     session.say("reply", label="r1")
     session.tx.tick()
@@ -116,7 +109,7 @@ def test_short_backchannel_does_not_interrupt():
 
 
 def test_greeting_end_mark_records_greeting_played():
-    clock = Clock()
+    clock = FakeClock(50.0)
     session, _, observer = make_session(clock)
     session.greeting = session.say("hi", label="greeting")
     for _ in range(310):
@@ -127,7 +120,7 @@ def test_greeting_end_mark_records_greeting_played():
 
 
 def test_per_second_report_matches_the_queues():
-    clock = Clock()
+    clock = FakeClock(50.0)
     session, _, observer = make_session(clock)
     for _ in range(50):
         session.rx_enqueue(SILENCE_FRAME)
@@ -157,7 +150,7 @@ def final(text: str, utterance: int, *, local: bool, kind: str = "final") -> Tra
 
 @pytest.fixture
 def replier():
-    clock = Clock()
+    clock = FakeClock(50.0)
     said: list[str] = []
     turns: list[Turn] = []
 
@@ -233,9 +226,9 @@ def test_what_the_engine_reports_becomes_a_call_event():
             on_event("stt_reconnect", "UNAVAILABLE; reconnect 1 in 0.25 s")
             return super().open(call_sid, on_hypothesis)
 
-    clock = Clock()
+    clock = FakeClock(50.0)
     session, _, observer = make_session(clock)
-    session._engine = Reporting()
+    session.stt_engine = Reporting()
     session._open_stt()
     assert ("stt_reconnect", "UNAVAILABLE; reconnect 1 in 0.25 s", None) in observer.events
     assert session.stt is not None

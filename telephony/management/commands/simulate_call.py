@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from telephony.caller import (
+from telephony.testing.caller import (
     CallReport,
     dial_many,
     read_wav_as_ulaw,
