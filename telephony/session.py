@@ -1,9 +1,11 @@
-"""One call's audio path: start-up order, greeting, STT, meters and shutdown.
+"""One call: its queues and workers wired together, started in order and stopped in order.
 
-Start-up follows directive 3 exactly: rx_q, tx_q, the RX thread, the TX thread, the STT session
-opened in its own thread at once, then the greeting enqueued through TX. RX captures from the
-first frame on, so nothing is lost while the STT session opens. Everything the session reports
-(log lines, transcripts, meters, events) leaves through a `CallObserver` that must not block.
+Start-up order: rx_q, tx_q, the RX thread, the TX thread, the STT session opened in a thread of
+its own at once, then the greeting enqueued through TX. RX captures from the first frame on,
+so nothing is lost while the STT session opens, and the greeting never waits for STT. Stop
+order: RX drains what is queued, STT closes (its last final), TX stops. Everything the call
+reports (log lines, transcripts, per-second figures, events) leaves through a `CallObserver`
+that must not block.
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ from telephony.media.cadence import Cadence
 from telephony.media.framequeue import Control, FrameQueue, Item
 from telephony.media.marks import MarkTracker
 from telephony.media.rx import RxWorker
-from telephony.media.tx import Deliver, Prompt, TxWorker, heard_ms
-from telephony.metrics.meters import SecondSample
+from telephony.media.tx import Deliver, Prompt, TxWorker
+from telephony.metrics.meters import SecondMeter
 from telephony.metrics.stats import IntervalHistogram
 from telephony.observer import CallObserver
 from telephony.protocol import OutboundMessages
 from telephony.stt.base import SttEngine, SttSession
 from telephony.stt.none import NullSttSession
+from telephony.turns.bargein import BargeIn, Interruption
 from telephony.turns.endpointing import Endpointer
 from telephony.turns.replies import Replier, load_hook
-from telephony.turns.transcript import TranscriptEvent
+from telephony.turns.transcript import TranscriptEvent, transcript_line
 
 log = logging.getLogger("telephony.call")
 
@@ -118,9 +121,6 @@ class CallSession:
         self.greeting_played_at: float | None = None
         self.stopped = False
         self._stop_lock = threading.Lock()
-        self._second = 0
-        self._next_report = 0.0
-        self._last = {"frames_in": 0, "rx_drops": 0, "tx_fps": 0, "tx_drops": 0}
         hook = load_hook(self.config.reply_hook)
         self.replier = (
             Replier(
@@ -135,17 +135,14 @@ class CallSession:
             else None
         )
         self._prompts = 0
-        self._speech_run = 0  # consecutive speech frames, for barge-in
-        self._barge_in_frames = max(1, self.config.barge_in_min_speech_ms // self.config.frame_ms)
-        self.interrupted: list[dict[str, Any]] = []  # prompts cut by barge-in, with what was heard
         self.send_q_depth: Callable[[], int] = lambda: 0
         self.send_q_drops: Callable[[], int] = lambda: 0
         self._threads: list[threading.Thread] = []
 
-    # --- start-up (directive 3) ---
+    # --- start-up ---
 
     def start(self) -> None:
-        """Start the call's workers in the brief's order; returns at once."""
+        """Start the call's workers in order (see the module's docstring); returns at once."""
         self.build()
         self.rx.start()
         self.tx.start()
@@ -164,7 +161,7 @@ class CallSession:
         name = self.call_sid
         frame_s = cfg.frame_ms / 1000.0
         self.started_at = self._clock()
-        self._next_report = self.started_at + 1.0
+        self.meter = SecondMeter(self.call_sid, start=self.started_at)
         self.rx_q = FrameQueue(cfg.rx_queue_frames, name="rx_q")
         self.tx_q = FrameQueue(cfg.tx_queue_frames, name="tx_q")
         self.rx = RxWorker(
@@ -188,6 +185,15 @@ class CallSession:
             backpressure=cfg.backpressure,
             prefill_frames=cfg.prefill_frames,
             idle_silence=cfg.idle_silence,
+        )
+        self.barge_in = BargeIn(
+            call_sid=self.call_sid,
+            tx=self.tx,
+            marks=self.marks,
+            min_speech_ms=cfg.barge_in_min_speech_ms,
+            frame_ms=cfg.frame_ms,
+            on_cut=self._on_barge_in,
+            enabled=cfg.barge_in,
         )
 
     def _open_stt(self) -> None:
@@ -231,7 +237,7 @@ class CallSession:
     # --- from the consumer's event loop (never blocks) -------------------------------------------
 
     def rx_enqueue(self, frame: bytes) -> None:
-        """Enqueue one inbound 20 ms frame, always, session or not (directive 2)."""
+        """Enqueue one inbound 20 ms frame, always, STT session or not (nothing waits here)."""
         self.frames_in += 1
         self.rx_q.put_media(frame)
 
@@ -258,12 +264,7 @@ class CallSession:
         stt = self.stt
         if stt is None:
             return False
-        if self.endpointer.process_frame(frame):
-            self._speech_run += 1
-            if self._speech_run == self._barge_in_frames and self.config.barge_in:
-                self._barge_in()
-        else:
-            self._speech_run = 0
+        self.barge_in.frame(self.endpointer.process_frame(frame))
         try:
             stt.write(frame)
         except Exception as exc:  # an engine fault must not end RX: the call would go deaf
@@ -277,27 +278,13 @@ class CallSession:
             log.error("call=%s STT write failed (%s); counted as drops", self.call_sid, exc)
             self.observer.event(self.call_sid, "error", f"STT write failed: {exc}")
 
-    def _barge_in(self) -> None:
-        """The caller talks over a prompt: stop it at once and note how much of it was heard."""
-        if not self.tx.speaking:
-            return
-        last_echoed = self.marks.last_echoed  # before the clear: Twilio echoes the rest at once
-        prompt = self.tx.clear()
-        if prompt is None:
-            return
-        prompt.interrupted = True
-        heard = heard_ms(last_echoed, prompt)
-        total = len(prompt.frames) * self.config.frame_ms
-        cut = {"prompt": prompt.label, "heard_ms": heard, "total_ms": total, "text": prompt.text}
-        self.interrupted.append(cut)
-        log.info(
-            "call=%s barge-in: %s cut after %d of %d ms heard",
-            self.call_sid,
-            prompt.label,
-            heard,
-            total,
-        )
-        self.observer.event(self.call_sid, "barge_in", prompt.label, cut)
+    def _on_barge_in(self, cut: Interruption) -> None:
+        self.observer.event(self.call_sid, "barge_in", cut.prompt, cut.as_dict())
+
+    @property
+    def interrupted(self) -> list[dict[str, Any]]:
+        """The prompts cut by barge-in so far, with how much of each was heard."""
+        return [cut.as_dict() for cut in self.barge_in.interrupted]
 
     def _rx_control(self, item: Item) -> bool:
         if item.kind == "stop":
@@ -322,7 +309,7 @@ class CallSession:
         if self.replier is not None:
             self.replier.tick()
         now = self._clock()
-        if now >= self._next_report:
+        if self.meter.due(now):
             self._report(now)
 
     def _on_speech_start(self, utterance: int) -> None:
@@ -336,54 +323,26 @@ class CallSession:
             stt.speech_ended(utterance)
 
     def _on_transcript(self, event: TranscriptEvent) -> None:
-        if event.kind == "partial":
-            log.info("🟡 [PARTIAL] call=%s %s", self.call_sid, event.text)
-        elif event.kind == "final":
-            log.info(
-                "✅ [FINAL] call=%s %s (latency_ms=%.0f%s)",
-                self.call_sid,
-                event.text,
-                event.latency_ms or 0.0,
-                ", local" if event.local else "",
-            )
-        else:
-            log.info("✏️ [REVISED] call=%s %s", self.call_sid, event.text)
+        log.info(transcript_line(event))
         self.observer.transcript(event)
         if self.replier is not None:
             self.replier.transcript(event)
 
     def _report(self, now: float) -> None:
-        """Emit one second of figures: the [RX]/[TX] log lines, the recorder, the live page."""
-        self._second += 1
-        self._next_report += 1.0
-        if now - self._next_report > 1.0:  # a long stall: realign instead of bursting reports
-            self._next_report = now + 1.0
-        last = self._last
-        rx_drops_total = self.rx_q.drops_total + self.stt_write_errors
-        tx_drops_total = self.tx_q.drops_total + self.send_q_drops()
-        current = {
-            "frames_in": self.frames_in,
-            "rx_drops": rx_drops_total,
-            "tx_fps": self.tx.frames_sent,
-            "tx_drops": tx_drops_total,
-        }
-        sample = SecondSample(
-            call_sid=self.call_sid,
-            second=self._second,
+        """Emit one second of figures: the [RX]/[TX] log lines and the observer's report."""
+        sample = self.meter.sample(
+            now,
             at=self._wall_clock(),
-            fps_in=current["frames_in"] - last["frames_in"],
+            frames_in=self.frames_in,
+            rx_drops_total=self.rx_q.drops_total + self.stt_write_errors,
+            frames_out=self.tx.frames_sent,
+            tx_drops_total=self.tx_q.drops_total + self.send_q_drops(),
             rx_q=self.rx_q.qsize(),
-            rx_drops=current["rx_drops"] - last["rx_drops"],
-            rx_drops_total=rx_drops_total,
             write_ms=self.rx.take_write_ms_max(),
-            tx_fps=current["tx_fps"] - last["tx_fps"],
             tx_q=self.tx_q.qsize(),
-            tx_drops=current["tx_drops"] - last["tx_drops"],
-            tx_drops_total=tx_drops_total,
             send_q=self.send_q_depth(),
             mark_rtt_ms=self.marks.take_window_rtt_ms(),
         )
-        self._last = current
         log.info(sample.rx_line())
         log.info(sample.tx_line())
         for name in self.marks.overdue(self.config.mark_timeout_s):

@@ -10,14 +10,13 @@ as permanent hidden delay.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from telephony.media.cadence import Cadence
 from telephony.media.framequeue import FrameQueue, Item, is_media
-from telephony.process.osthread import name_this_thread
+from telephony.media.worker import WorkerThread
 
 if TYPE_CHECKING:
     from telephony.metrics.stats import IntervalHistogram
@@ -53,20 +52,25 @@ class RxWorker:
         self._clock = clock
         self._get_timeout_s = get_timeout_s
         self.tick_stats = tick_stats  # opt-in (RX_CADENCE_STATS): when each write's tick came
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = WorkerThread(name, self.run)
         self._running = True
         self.draining = False  # at stop: write what is queued without waiting for the cadence
         self.frames_written = 0
         self.write_ms_max = 0.0  # slowest write since the meters last took it
         self.pending: bytes | None = None
-        self.error: BaseException | None = None
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that ended the worker's thread, if one did."""
+        return self._thread.error
 
     def start(self) -> None:
+        """Start the worker's thread."""
         self._thread.start()
 
     def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Wait up to `timeout` s for the thread to end; True if it has."""
+        return self._thread.join(timeout)
 
     def abort(self) -> None:
         """Stop without draining (the call is gone and STT will never take the audio)."""
@@ -103,14 +107,6 @@ class RxWorker:
                 return True
         return True
 
-    def _run(self) -> None:
-        name_this_thread(self._thread.name)
-        try:
-            self._loop()
-        except BaseException as exc:  # a bug here must end the call loudly, not silently
-            self.error = exc
-            log.exception("RX worker %s failed", self._thread.name)
-
     def _take(self) -> Item | None:
         """The next media frame, handling control items on the way; None if there is none.
 
@@ -128,7 +124,8 @@ class RxWorker:
                 self._running = False
                 return None
 
-    def _loop(self) -> None:
+    def run(self) -> None:
+        """Tick on the cadence until the call stops (the thread's loop; tests call it directly)."""
         # One wake-up per 20 ms tick, frame or not: sleeping in rx_q.get() until each frame
         # arrived cost a second wake-up (and a GIL hand-off) per frame per call.
         cadence, stats = self._cadence, self.tick_stats
@@ -137,17 +134,27 @@ class RxWorker:
                 cadence.wait()
                 if stats is not None:
                     stats.tick(self._clock())
-            if self.pending is None:
-                self.pending = self._take()
-                if not self._running:
-                    return
-            if self.pending is not None:
-                if self._write_one(self.pending):
-                    self.pending = None
-                    if not self._drain_burst():
-                        return
-                elif self.draining:
-                    cadence.wait()  # no STT session yet even at stop: keep ticking, don't spin
-                # else: no STT session yet; drop nothing, try again next tick (directive 4)
-            self._on_tick()
+            if not self.tick():
+                return
             cadence.advance()
+
+    def tick(self) -> bool:
+        """Write the pending frame (and a burst of any backlog), then run `on_tick`.
+
+        Returns False once the worker is done (a stop came through the queue).
+        """
+        if self.pending is None:
+            self.pending = self._take()
+            if not self._running:
+                return False
+        if self.pending is not None:
+            if self._write_one(self.pending):
+                self.pending = None
+                if not self._drain_burst():
+                    self._running = False
+                    return False
+            elif self.draining:
+                self._cadence.wait()  # no STT session yet even at stop: keep ticking, don't spin
+            # else: no STT session yet; drop nothing, try again next tick
+        self._on_tick()
+        return True

@@ -20,7 +20,7 @@ from telephony.media.audio import FRAME_MS, SILENCE_FRAME
 from telephony.media.cadence import Cadence
 from telephony.media.framequeue import Control, FrameQueue, is_media
 from telephony.media.marks import MarkTracker
-from telephony.process.osthread import name_this_thread
+from telephony.media.worker import WorkerThread
 from telephony.protocol import OutboundMessages
 
 log = logging.getLogger(__name__)
@@ -82,21 +82,26 @@ class TxWorker:
         self._idle_frame = SILENCE_FRAME if idle_silence else None
         self._feed: deque[Prompt] = deque()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = WorkerThread(name, self.run)
         self._running = True
         self.frames_sent = 0
         self.silence_sent = 0
         self.current: Prompt | None = None  # the prompt whose frames are being sent
-        self.error: BaseException | None = None
         self.first_frame_at: float | None = None  # clock time the first frame was handed over
 
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that ended the worker's thread, if one did."""
+        return self._thread.error
+
     def start(self) -> None:
+        """Start the worker's thread."""
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> bool:
+        """Stop ticking; True if the thread ended within `timeout` s."""
         self._running = False
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._thread.join(timeout)
 
     def play(self, prompt: Prompt) -> None:
         """Queue a prompt behind what is already playing; returns at once."""
@@ -144,15 +149,8 @@ class TxWorker:
         else:
             log.warning("TX: unknown control item %r ignored", item)
 
-    def _run(self) -> None:
-        name_this_thread(self._thread.name)
-        try:
-            self._loop()
-        except BaseException as exc:  # a bug here must end the call loudly, not silently
-            self.error = exc
-            log.exception("TX worker %s failed", self._thread.name)
-
-    def _loop(self) -> None:
+    def run(self) -> None:
+        """Tick on the cadence until stopped (the thread's loop; tests call it directly)."""
         cadence = self._cadence
         while self._running:
             cadence.wait()

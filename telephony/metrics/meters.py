@@ -30,3 +30,61 @@ class SecondSample:
 
     def tx_line(self) -> str:
         return f"[TX] call={self.call_sid} fps={self.tx_fps} q={self.tx_q} drops={self.tx_drops}"
+
+
+class SecondMeter:
+    """Turn one call's running counters into a `SecondSample` once a second.
+
+    The counters are totals since the call started; a sample carries what changed since the
+    previous one. Reports are due every second from `start`; after a stall longer than a
+    second the schedule realigns to now instead of bursting the missed reports.
+    """
+
+    def __init__(self, call_sid: str, *, start: float) -> None:
+        self.call_sid = call_sid
+        self._second = 0
+        self._next_at = start + 1.0
+        self._last = (0, 0, 0, 0)  # frames_in, rx_drops_total, frames_out, tx_drops_total
+
+    def due(self, now: float) -> bool:
+        """Return whether a report is due at clock time `now`."""
+        return now >= self._next_at
+
+    def sample(
+        self,
+        now: float,
+        *,
+        at: float,
+        frames_in: int,
+        rx_drops_total: int,
+        frames_out: int,
+        tx_drops_total: int,
+        rx_q: int,
+        write_ms: float,
+        tx_q: int,
+        send_q: int,
+        mark_rtt_ms: float | None,
+    ) -> SecondSample:
+        """Return the figures of the second ending at `now` (wall-clock time `at`)."""
+        self._second += 1
+        self._next_at += 1.0
+        if now - self._next_at > 1.0:  # a long stall: realign instead of bursting reports
+            self._next_at = now + 1.0
+        last_in, last_rx_drops, last_out, last_tx_drops = self._last
+        self._last = (frames_in, rx_drops_total, frames_out, tx_drops_total)
+        return SecondSample(
+            call_sid=self.call_sid,
+            second=self._second,
+            at=at,
+            fps_in=frames_in - last_in,
+            rx_q=rx_q,
+            rx_drops=rx_drops_total - last_rx_drops,
+            rx_drops_total=rx_drops_total,
+            write_ms=write_ms,
+            tx_fps=frames_out - last_out,
+            tx_q=tx_q,
+            tx_drops=tx_drops_total - last_tx_drops,
+            tx_drops_total=tx_drops_total,
+            send_q=send_q,
+            mark_rtt_ms=mark_rtt_ms,
+        )

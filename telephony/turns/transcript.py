@@ -18,3 +18,16 @@ class TranscriptEvent:
     latency_ms: float | None = None
     # final: made by the local timeout from the latest partial, not by the engine.
     local: bool = False
+
+
+def transcript_line(event: TranscriptEvent) -> str:
+    """Return the log line of a transcript event, as operators grep it."""
+    if event.kind == "partial":
+        return f"🟡 [PARTIAL] call={event.call_sid} {event.text}"
+    if event.kind == "final":
+        local = ", local" if event.local else ""
+        return (
+            f"✅ [FINAL] call={event.call_sid} {event.text} "
+            f"(latency_ms={event.latency_ms or 0.0:.0f}{local})"
+        )
+    return f"✏️ [REVISED] call={event.call_sid} {event.text}"

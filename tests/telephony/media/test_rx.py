@@ -47,7 +47,7 @@ class Harness:
 
     def run(self) -> None:
         self.t.advance(0.0001)  # the first frame arrives
-        self.worker._loop()
+        self.worker.run()
 
 
 def test_every_frame_written_in_order_when_stt_is_ready_from_the_start():

@@ -61,7 +61,7 @@ def test_prompt_plays_in_order_with_marks_and_back_pressure_then_silence():
     h = Harness(ticks=400)
     frames = [frame(n) for n in range(300)]  # 6 s: twice the queue
     h.tx.play(Prompt("greeting", frames, mark_every_frames=50))
-    h.tx._loop()
+    h.tx.run()
     media = [(t, text) for t, kind, text in h.sent if kind == "media"]
     assert len(media) == 400  # one frame per tick: the prompt, then idle silence
     decoded = [base64.b64decode(json.loads(text)["media"]["payload"]) for _, text in media]
@@ -83,14 +83,14 @@ def test_prompt_plays_in_order_with_marks_and_back_pressure_then_silence():
 def test_prefill_keeps_the_queue_small_without_starving_a_tick():
     h = Harness(ticks=200, prefill=5)
     h.tx.play(Prompt("greeting", [frame(n) for n in range(150)], mark_every_frames=50))
-    h.tx._loop()
+    h.tx.run()
     assert h.media_frames()[:150] == [frame(n) for n in range(150)]
     assert h.max_q <= 5
 
 
 def test_idle_silence_can_be_off():
     h = Harness(ticks=10, idle_silence=False)
-    h.tx._loop()
+    h.tx.run()
     assert h.sent == []
 
 
@@ -98,7 +98,7 @@ def test_clear_drops_queued_prompt_audio_and_keeps_control():
     h = Harness(ticks=60)
     h.tx.play(Prompt("reply", [frame(n) for n in range(500)], mark_every_frames=25))
     h.t.at(h.t.now + 30 * 0.02 + 0.005, h.tx.clear)
-    h.tx._loop()
+    h.tx.run()
     kinds = [kind for _, kind, _ in h.sent]
     assert "clear" in kinds
     clear_at = kinds.index("clear")
