@@ -36,7 +36,7 @@ from telephony.turns.endpointing import Endpointer
 from telephony.turns.replies import Replier, load_hook
 from telephony.turns.transcript import TranscriptEvent, transcript_line
 
-log = logging.getLogger("telephony.call")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

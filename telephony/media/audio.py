@@ -1,6 +1,6 @@
 """G.711 mu-law at 8 kHz in 20 ms frames: conversion, resampling and re-framing (pure, no I/O)."""
 
-import audioop  # deprecated in 3.12, removed in 3.13; the machines run 3.11 (see DESIGN.md)
+import audioop  # the standard library up to 3.12; from 3.13 the audioop-lts backport
 
 SAMPLE_RATE = 8000  # Twilio Media Streams: audio/x-mulaw, 8000 Hz, mono
 FRAME_MS = 20  # Twilio packetization: one media message carries 20 ms

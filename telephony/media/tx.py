@@ -15,18 +15,28 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from telephony.media.audio import FRAME_MS, SILENCE_FRAME
 from telephony.media.cadence import Cadence
 from telephony.media.framequeue import Control, FrameQueue, is_media
 from telephony.media.marks import MarkTracker
 from telephony.media.worker import WorkerThread
-from telephony.protocol import OutboundMessages
 
 log = logging.getLogger(__name__)
 
 # deliver(text, kind): hands one wire message to the socket's send queue (kind: media/control/clear)
 Deliver = Callable[[str, str], None]
+
+
+class WireMessages(Protocol):
+    """Builds the outbound messages of one stream (`telephony.protocol.OutboundMessages`)."""
+
+    def media(self, frame: bytes) -> str: ...
+
+    def mark(self, name: str) -> str: ...
+
+    def clear(self) -> str: ...
 
 
 @dataclass(slots=True)
@@ -62,7 +72,7 @@ class TxWorker:
         *,
         name: str,
         tx_q: FrameQueue,
-        messages: OutboundMessages,
+        messages: WireMessages,
         deliver: Deliver,
         cadence: Cadence,
         marks: MarkTracker,

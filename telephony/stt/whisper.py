@@ -9,7 +9,7 @@ speech ends (always queued). One model per process serves every call through a s
 from __future__ import annotations
 
 import atexit
-import audioop  # deprecated in 3.12, removed in 3.13; the machines run 3.11 (see DESIGN.md)
+import audioop  # the standard library up to 3.12; from 3.13 the audioop-lts backport
 import collections
 import logging
 import queue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import audioop  # deprecated in 3.12, removed in 3.13; the machines run 3.11 (see DESIGN.md)
+import audioop  # the standard library up to 3.12; from 3.13 the audioop-lts backport
 import logging
 import threading
 import time
