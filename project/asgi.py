@@ -1,7 +1,7 @@
 """ASGI entry point: HTTP to Django, WebSockets to the Twilio stream and the live admin page.
 
 `application` is for daphne (`daphne project.asgi:application`, and `manage.py runserver`);
-`asgi_app` is the same app under the name the brief's uvicorn command uses. Run one worker per
+`asgi_app` is the same app under the name the uvicorn command uses (bin/run). Run one worker per
 process: a call's state lives in the process that holds its WebSocket.
 """
 

@@ -161,13 +161,13 @@ TX_QUEUE_FRAMES = env.int("TX_QUEUE_FRAMES", default=144)
 SEND_QUEUE_FRAMES = env.int("SEND_QUEUE_FRAMES", default=144)
 TX_BACKPRESSURE = env.float("TX_BACKPRESSURE", default=0.9)
 # Prompt audio kept queued ahead of the TX cadence: enough to never starve a tick, small enough
-# that q stays near the brief's "q < 20" and a barge-in has little to discard.
+# that q stays well under the GO/NO-GO bound of 20 and a barge-in has little to discard.
 TX_PREFILL_FRAMES = env.int("TX_PREFILL_FRAMES", default=5)
 TX_IDLE_SILENCE = env.bool("TX_IDLE_SILENCE", default=True)
 # How long a thread may hold the GIL while another waits (Python's default is 5 ms): an RX or
 # TX thread whose 20 ms deadline came waits at most this long for the loop or another call.
 GIL_SWITCH_INTERVAL_MS = env.float("GIL_SWITCH_INTERVAL_MS", default=5.0)
-# A call's recorded GO/NO-GO verdict needs its RX writes' p99 under this (the brief: 1 ms).
+# A call's recorded GO/NO-GO verdict needs its RX writes' p99 under this (ms).
 # Raise it only where the audio threads share their core with other work (a test machine).
 GO_WRITE_MS_P99_MAX = env.float("GO_WRITE_MS_P99_MAX", default=1.0)
 # A garbage-collector pause at least this long is logged (it stops every call's threads).

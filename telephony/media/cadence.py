@@ -1,4 +1,4 @@
-"""The 20 ms next-deadline clock of the RX and TX workers (directive 4), clock injectable.
+"""The 20 ms next-deadline clock of the RX and TX workers, clock injectable.
 
 Deadlines are `origin + n * period`, so float rounding never accumulates into drift; when the
 worker falls more than `resync_s` behind (a GC pause, a stalled write), the schedule restarts

@@ -1,7 +1,7 @@
 """The bounded frame queue of RX and TX: drop the oldest media when full, never drop control.
 
 Media items are `bytes` (one 20 ms frame); anything else is a control item. Both directions use
-this one class so their policies stay symmetric (directive 5).
+this one class so their policies stay symmetric.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """The RX worker: one thread per call writing inbound frames to STT on a 20 ms cadence.
 
-Directive 4 of the brief: one `pending` frame is held until it is written (FIFO, never requeued);
-while no STT session is ready nothing is dropped here (the bounded queue is the only place audio
-can be lost, and it counts what it drops). One step past the brief: once STT is ready, a backlog
-(from the seconds the session took to open) drains in bounded bursts, so it does not stay behind
-as permanent hidden delay.
+One `pending` frame is held until it is written (FIFO, never requeued); while no STT session is
+ready nothing is dropped here (the bounded queue is the only place audio can be lost, and it
+counts what it drops). Once STT is ready, a backlog (from the seconds the session took to open)
+drains in bounded bursts, so it does not stay behind as permanent hidden delay.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Prompts (the greeting, replies) are not pushed into `tx_q` all at once: a prompt of several
 seconds is longer than the queue. They wait in a feed that tops `tx_q` up each tick to a small
 prefill level, and never past the back-pressure level (90 %), so a producer never overflows the
-queue, never blocks a caller's loop, and q stays small (the brief's GO check wants q < 20).
+queue, never blocks a caller's loop, and q stays small (the GO/NO-GO check wants q < 20).
 Each tick sends the control items at the head of the queue (marks, clear) and then one media
 frame, or a silence frame when there is nothing to say, keeping the outbound cadence continuous.
 """

@@ -182,7 +182,7 @@ def test_evidence_shows_the_seconds_each_rule_points_at_in_time_order() -> None:
     verdict = judge(samples, partials=1, finals=1)
     lines = evidence(verdict, samples, events)
     # Six seconds of [RX] and [TX] (the three at fault and one on each side of them) and the
-    # two transcript lines: the 10-15 lines the brief asks for.
+    # two transcript lines: the 10-15 lines an operator reads.
     assert len(lines) == 14
     shown = sorted({int(line.split(" ")[0].rsplit(":", 1)[1]) for line in lines if "[RX]" in line})
     assert shown == [6, 7, 8, 9, 19, 20]
