@@ -9,7 +9,7 @@ from telephony.stt.base import SttEngine
 ENGINES = {
     "whisper": "telephony.stt.whisper:WhisperSttEngine",
     "none": "telephony.stt.none:NullSttEngine",
-    "google": "telephony.stt.google:GoogleSttEngine",
+    "google": "telephony.stt.google.engine:GoogleSttEngine",
     "slow": "telephony.testing.slow_stt:SlowSttEngine",  # tests and drills only: a blocking write
 }
 

@@ -6,7 +6,7 @@ import time
 import grpc
 import pytest
 
-from telephony.stt.google import GoogleSttConfig, GoogleSttEngine, GoogleSttSession
+from telephony.stt.google.streaming import GoogleSttSession
 from tests.fakes.google_speech import (
     APPOINTMENT_SCRIPT,
     BYTES_PER_MS,
@@ -16,19 +16,19 @@ from tests.fakes.google_speech import (
     script_words,
     speak,
 )
+from tests.telephony.stt.google.helpers import open_session
 
 SCRIPT = APPOINTMENT_SCRIPT
 WORDS = script_words(SCRIPT)
 
 
-def open_session(server: FakeSpeechServer, sink: Collector, **config: object) -> GoogleSttSession:
+def open_faulty_session(
+    server: FakeSpeechServer, sink: Collector, **config: object
+) -> GoogleSttSession:
     config.setdefault("backoff_s", 0.05)
     config.setdefault("backoff_max_s", 0.4)
-    engine = GoogleSttEngine(
-        GoogleSttConfig(endpoints=(server.host,), insecure=True, **config),
-        rand=lambda: 1.0,  # no jitter: the schedule is checked below
-    )
-    return engine.open("CAfault", sink, on_event=sink.event)
+    # No jitter: the schedule is checked below.
+    return open_session([server.host], sink, "CAfault", rand=lambda: 1.0, **config)
 
 
 def assert_every_frame_accounted(session: GoogleSttSession) -> None:
@@ -53,7 +53,7 @@ def test_stream_fault_mid_sentence_reconnects_without_losing_audio(
         # 1.5 s into the audio: inside the first sentence's fourth word.
         server.fail_stream(code, details, after_audio_ms=1500)
         sink = Collector()
-        session = open_session(server, sink)
+        session = open_faulty_session(server, sink)
         play(session, speak(SCRIPT))
         session.close(timeout=2.0)
 
@@ -72,7 +72,7 @@ def test_stream_fault_mid_sentence_reconnects_without_losing_audio(
 def test_audio_timeout_reconnects_when_audio_comes_back() -> None:
     with FakeSpeechServer(endpoint_ms=500, audio_timeout_s=0.3) as server:
         sink = Collector()
-        session = open_session(server, sink)
+        session = open_faulty_session(server, sink)
         audio = speak(SCRIPT)
         half = len(speak(SCRIPT[:2]))
         play(session, audio[:half])
@@ -96,7 +96,7 @@ def test_outage_waits_in_the_bounded_queue_with_backoff_and_counts_drops() -> No
         for _ in range(4):
             server.fail_stream(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
         sink = Collector()
-        session = open_session(server, sink, queue_frames=25, max_failures=100)
+        session = open_faulty_session(server, sink, queue_frames=25, max_failures=100)
         play(session, speak(SCRIPT))
         session.close(timeout=2.0)
 
@@ -121,7 +121,7 @@ def test_backlog_after_an_outage_is_sent_in_one_second_requests() -> None:
     with FakeSpeechServer(endpoint_ms=500) as server:
         server.fail_stream(grpc.StatusCode.UNAVAILABLE, "unavailable")
         sink = Collector()
-        session = open_session(
+        session = open_faulty_session(
             server, sink, queue_frames=250, backoff_s=1.0, backoff_max_s=1.0, max_failures=100
         )
         play(session, speak(SCRIPT), speed=4.0)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from telephony.stt.google import GoogleSttConfig, GoogleSttEngine
+from telephony.stt.google.streaming import GoogleSttSession
 from tests.fakes.google_speech import (
     Collector,
     FakeSpeechServer,
@@ -11,6 +11,7 @@ from tests.fakes.google_speech import (
     script_words,
     speak,
 )
+from tests.telephony.stt.google.helpers import open_session
 
 # Long utterances (a phone number read out) so that rotations fall mid-sentence.
 SCRIPT = [
@@ -23,12 +24,11 @@ SCRIPT = [
 WORDS = script_words(SCRIPT)
 
 
-def run_call(server: FakeSpeechServer, *, rotate_s: float, vad: bool) -> tuple[Collector, object]:
+def run_call(
+    server: FakeSpeechServer, *, rotate_s: float, vad: bool
+) -> tuple[Collector, GoogleSttSession]:
     sink = Collector()
-    engine = GoogleSttEngine(
-        GoogleSttConfig(endpoints=(server.host,), insecure=True, rotate_s=rotate_s)
-    )
-    session = engine.open("CArotate", sink, on_event=sink.event)
+    session = open_session([server.host], sink, "CArotate", rotate_s=rotate_s)
     play(session, speak(SCRIPT), speed=4.0, vad=FrameVad() if vad else None)
     session.close(timeout=2.0)
     return sink, session

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 from google.cloud import speech_v1 as speech
 
-from telephony.stt.google import GoogleSttConfig, GoogleSttEngine, GoogleSttSession
 from tests.fakes.google_speech import (
     SILENCE,
     Collector,
@@ -18,6 +17,7 @@ from tests.fakes.google_speech import (
     script_words,
     speak,
 )
+from tests.telephony.stt.google.helpers import open_session
 
 SCRIPT = [
     ["שלום", "אני", "רוצה", "לקבוע", "תור"],
@@ -30,13 +30,6 @@ SCRIPT = [
 def server() -> Iterator[FakeSpeechServer]:
     with FakeSpeechServer(endpoint_ms=500) as fake:
         yield fake
-
-
-def open_session(
-    hosts: list[str], sink: Collector, call_sid: str = "CAstream", **config: object
-) -> GoogleSttSession:
-    engine = GoogleSttEngine(GoogleSttConfig(endpoints=tuple(hosts), insecure=True, **config))
-    return engine.open(call_sid, sink, on_event=sink.event)
 
 
 def test_stream_opens_with_the_configured_recognition(server: FakeSpeechServer) -> None:

@@ -1,13 +1,12 @@
-"""Endpoint fallback, and single `recognize` requests when streaming cannot be had."""
+"""Single `recognize` requests for VAD-cut utterances when streaming cannot be had."""
 
 import asyncio
+import re
+import threading
 import time
 
 import grpc
-import pytest
-from google.api_core import exceptions as core_exceptions
 
-from telephony.stt.google import GoogleSttConfig, GoogleSttEngine
 from tests.fakes.google_speech import (
     APPOINTMENT_SCRIPT,
     Collector,
@@ -17,49 +16,16 @@ from tests.fakes.google_speech import (
     script_words,
     speak,
 )
+from tests.telephony.stt.google.helpers import open_session
 
 SCRIPT = APPOINTMENT_SCRIPT
 WORDS = script_words(SCRIPT)
 
 
-def test_refused_endpoint_falls_back_once_and_is_remembered() -> None:
-    # The first endpoint does not serve Hebrew (as a region might not); the second does.
-    with (
-        FakeSpeechServer(languages=("en-US",)) as eu,
-        FakeSpeechServer(endpoint_ms=500) as global_,
-    ):
-        engine = GoogleSttEngine(GoogleSttConfig(endpoints=(eu.host, global_.host), insecure=True))
-        sink = Collector()
-        session = engine.open("CAeu", sink, on_event=sink.event)
-        play(session, speak(SCRIPT))
-        session.close(timeout=2.0)
-
-        assert sink.final_words() == WORDS
-        assert len(eu.streams) == 1
-        assert eu.streams[0].outcome.startswith("INVALID_ARGUMENT")
-        assert session.endpoint_fallbacks == 1
-        assert session.reconnects == 0
-        (detail,) = [d for kind, d in sink.events if kind == "stt_endpoint_fallback"]
-        assert eu.host in detail
-        assert global_.host in detail
-        assert "language" in detail
-        assert session.frames_dropped == 0  # audio waited in the queue while it fell back
-
-        # The next call goes straight to the endpoint that serves it.
-        second = Collector()
-        later = engine.open("CAeu2", second, on_event=second.event)
-        play(later, speak(SCRIPT[:1]))
-        later.close(timeout=2.0)
-        assert second.final_words() == SCRIPT[0]
-        assert len(eu.streams) == 1
-        assert "stt_endpoint_fallback" not in second.event_kinds()
-
-
 def test_refused_everywhere_recognizes_vad_utterances_with_single_requests() -> None:
     with FakeSpeechServer(refuse_streaming=True, endpoint_ms=500) as server:
-        engine = GoogleSttEngine(GoogleSttConfig(endpoints=(server.host,), insecure=True))
         sink = Collector()
-        session = engine.open("CAsingle", sink, on_event=sink.event)
+        session = open_session([server.host], sink, "CAsingle")
         play(session, speak(SCRIPT), vad=FrameVad())
         session.close(timeout=2.0)
 
@@ -81,6 +47,7 @@ def test_single_requests_never_block_the_event_loop() -> None:
         loop = asyncio.get_running_loop()
         lags: list[float] = []
         stop = asyncio.Event()
+        first_final: asyncio.Future[str] = loop.create_future()
 
         async def heartbeat() -> None:
             while not stop.is_set():
@@ -88,18 +55,34 @@ def test_single_requests_never_block_the_event_loop() -> None:
                 await asyncio.sleep(0.005)
                 lags.append(loop.time() - before - 0.005)
 
+        def settle(text: str) -> None:
+            if not first_final.done():
+                first_final.set_result(text)
+
+        class LoopSink(Collector):
+            """Also hands the first final to the event loop, as the call path's sink would."""
+
+            def __call__(self, hypothesis: object) -> None:
+                super().__call__(hypothesis)
+                if hypothesis.is_final:  # type: ignore[attr-defined]
+                    loop.call_soon_threadsafe(settle, hypothesis.text)  # type: ignore[attr-defined]
+
         with FakeSpeechServer(refuse_streaming=True, recognize_delay_s=0.3) as server:
-            engine = GoogleSttEngine(GoogleSttConfig(endpoints=(server.host,), insecure=True))
             beat = asyncio.create_task(heartbeat())
-            sink = Collector()
+            sink = LoopSink()
             # The session is opened and fed from threads, as the call path does.
-            session = await loop.run_in_executor(None, engine.open, "CAloop", sink)
-            await loop.run_in_executor(None, lambda: play(session, speak(SCRIPT), vad=FrameVad()))
-            # The brief's single request, awaited on the loop: Google's 0.3 s is spent elsewhere.
-            direct = await engine.recognize_async(speak(SCRIPT[:1]))
+            session = await loop.run_in_executor(None, open_session, [server.host], sink, "CAloop")
+            playing = loop.run_in_executor(
+                None, lambda: play(session, speak(SCRIPT), vad=FrameVad())
+            )
+            # The first utterance's single request, awaited on the loop: Google's 0.3 s is
+            # spent in the session's request thread.
+            direct = await asyncio.wait_for(first_final, timeout=5.0)
+            await playing
             await loop.run_in_executor(None, session.close, 2.0)
             stop.set()
             await beat
+        assert session.mode == "single-request"
         return max(lags), sink.final_words(), direct
 
     worst_lag, words, direct = asyncio.run(scenario())
@@ -113,18 +96,16 @@ def test_streaming_outage_uses_single_requests_then_streams_again() -> None:
         # Google streaming is down for a while: streams fail at once, `recognize` works.
         for _ in range(5):
             server.fail_stream(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
-        engine = GoogleSttEngine(
-            GoogleSttConfig(
-                endpoints=(server.host,),
-                insecure=True,
-                backoff_s=0.2,
-                backoff_max_s=0.4,
-                max_failures=2,
-            ),
-            rand=lambda: 1.0,
-        )
         sink = Collector()
-        session = engine.open("CAdegraded", sink, on_event=sink.event)
+        session = open_session(
+            [server.host],
+            sink,
+            "CAdegraded",
+            rand=lambda: 1.0,
+            backoff_s=0.2,
+            backoff_max_s=0.4,
+            max_failures=2,
+        )
         play(session, speak(SCRIPT + SCRIPT[:1]), vad=FrameVad())
         session.close(timeout=2.0)
 
@@ -139,9 +120,8 @@ def test_streaming_outage_uses_single_requests_then_streams_again() -> None:
 def test_failed_single_request_is_reported_not_fatal() -> None:
     with FakeSpeechServer(refuse_streaming=True, endpoint_ms=500) as server:
         server.fail_recognize(grpc.StatusCode.INVALID_ARGUMENT, "bad audio")
-        engine = GoogleSttEngine(GoogleSttConfig(endpoints=(server.host,), insecure=True))
         sink = Collector()
-        session = engine.open("CAfail", sink, on_event=sink.event)
+        session = open_session([server.host], sink, "CAfail")
         play(session, speak(SCRIPT[:2]), vad=FrameVad())
         session.close(timeout=2.0)
 
@@ -151,13 +131,48 @@ def test_failed_single_request_is_reported_not_fatal() -> None:
     assert "INVALID_ARGUMENT" in detail
 
 
-def test_engine_recognize_has_an_explicit_deadline() -> None:
+class TimedVad(FrameVad):
+    """The stand-in VAD, noting when it ended an utterance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended_at: dict[int, float] = {}
+
+    def process(self, frame: bytes) -> tuple[int, int]:
+        started, ended = super().process(frame)
+        if ended:
+            self.ended_at[ended] = time.monotonic()
+        return started, ended
+
+
+class TimedCollector(Collector):
+    """The session's sink, noting when each event came; `failed` is set by a failed request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event_times: list[float] = []
+        self.failed = threading.Event()
+
+    def event(self, kind: str, detail: str) -> None:
+        self.event_times.append(time.monotonic())
+        super().event(kind, detail)
+        if kind == "stt_recognize_failed":
+            self.failed.set()
+
+
+def test_single_request_has_an_explicit_deadline() -> None:
     # The library's default would retry for up to 5000 s; ours gives up after 0.3 s.
-    with FakeSpeechServer(recognize_delay_s=1.0) as server:
-        engine = GoogleSttEngine(
-            GoogleSttConfig(endpoints=(server.host,), insecure=True, recognize_timeout_s=0.3)
-        )
-        started = time.monotonic()
-        with pytest.raises((core_exceptions.DeadlineExceeded, core_exceptions.RetryError)):
-            engine.recognize(speak(SCRIPT[:1]))
-        assert time.monotonic() - started < 0.9
+    with FakeSpeechServer(refuse_streaming=True, recognize_delay_s=1.0) as server:
+        sink = TimedCollector()
+        vad = TimedVad()
+        session = open_session([server.host], sink, "CAdeadline", recognize_timeout_s=0.3)
+        play(session, speak(SCRIPT[:1]), vad=vad)
+        assert sink.failed.wait(timeout=2.0)
+        session.close(timeout=2.0)
+
+    (failed,) = [i for i, kind in enumerate(sink.event_kinds()) if kind == "stt_recognize_failed"]
+    # Given up on with DeadlineExceeded, or the RetryError the retry ends in once its 0.3 s are up.
+    assert re.match(r"utterance 1: (DEADLINE_EXCEEDED|RetryError): ", sink.events[failed][1])
+    assert sink.event_times[failed] - vad.ended_at[1] < 0.9
+    assert len(server.recognitions) >= 1
+    assert sink.finals() == []
