@@ -82,7 +82,7 @@ def add_server_options(parser) -> None:
         type=env_assignment,
         metavar="NAME=VALUE",
         help="a setting for the server, to measure it without editing anything, e.g. "
-        "GIL_SWITCH_INTERVAL_MS=1 (repeatable)",
+        "GIL_SWITCH_INTERVAL_MS=1 (repeatable; wins over the benchmark's own settings)",
     )
 
 

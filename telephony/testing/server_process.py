@@ -123,7 +123,7 @@ def run_server(
 # it: `websockets-sansio` is the same `websockets` library through its current sans-I/O protocol
 # (uvicorn's `websockets` option drives the library's legacy implementation, deprecated upstream,
 # which spends a task and an asyncio.wait per message: 95 calls on one core were 20/95 and 39/95
-# GO with it, 95/95 with sans-I/O; BENCHMARKS.md), and a 1 MiB bound on a WebSocket message
+# GO with it, 95/95 with sans-I/O; bench/HISTORY.md), and a 1 MiB bound on a WebSocket message
 # (uvicorn's default is 16 MiB; daphne is given the same bound).
 WS_MAX_SIZE_BYTES = 1024 * 1024
 UVICORN_ARGS = ("--ws", "websockets-sansio", "--ws-max-size", str(WS_MAX_SIZE_BYTES),
