@@ -4,6 +4,7 @@
     python bench/capacity.py --engine none --start 100 --seconds 60
     python bench/capacity.py --engine none --levels 100,120  # just these, no search
     python bench/capacity.py --quick                        # 2 calls x 5 s (the smoke test)
+    python bench/capacity.py --engine none --levels 40 --trace-writes   # why writes were slow
 
 Each trial starts a fresh server pinned to one core and runs `manage.py gonogo --calls N
 --duration 60` pinned to the other: the operator's own check, so "GO" means exactly what it
@@ -42,7 +43,7 @@ class Trial:
     rss_per_call_mb: float
     caller_line: str
     load: str
-    slow_writes: str = ""  # with --whatif WHATIF_WRITE_TRACE=1: where slow RX writes waited
+    slow_writes: str = ""  # with --trace-writes: where the slow RX writes spent their time
 
     def row(self) -> str:
         verdict = "GO" if self.go else "NO-GO"
@@ -68,6 +69,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--levels", default="", help="comma-separated Ns to run, no search")
     parser.add_argument("--max-trials", type=int, default=8)
     common.add_server_options(parser)
+    parser.add_argument(
+        "--trace-writes",
+        action="store_true",
+        help="log where each RX write of 1 ms or more spent its time, and sum it per trial "
+        "(serves bench/write_trace_asgi.py)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 calls x 5 s: a smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -166,7 +173,7 @@ def run_trial(engine: str, n: int, args: argparse.Namespace) -> Trial:
     if verdict is None:
         reasons = [f"gonogo gave no verdict: {out[-500:]!r}"]
     return Trial(
-        slow_writes=slow_writes(log) if "WHATIF_WRITE_TRACE=1" in args.whatif else "",
+        slow_writes=slow_writes(log) if args.trace_writes else "",
         calls=n,
         go=gonogo.returncode == 0 and verdict is not None and verdict.group(1) == "GO",
         go_calls=verdict.group(2) if verdict else "?",

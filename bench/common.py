@@ -7,6 +7,7 @@ CPU so that a saturated client is never mistaken for a slow server.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -66,34 +67,48 @@ def pin_callers(enabled: bool = True) -> str:
 
 
 def add_server_options(parser) -> None:
-    """--server and --no-pin, shared by every benchmark that starts a server."""
+    """--server, --no-pin and --server-env, shared by every benchmark that starts a server."""
     parser.add_argument(
         "--server",
         choices=["daphne", "uvicorn"],
         default="uvicorn",
-        help="uvicorn (what bin/run serves: the brief's command line) or daphne (most e2e tests)",
+        help="uvicorn (what bin/run serves) or daphne (channels' own server: most e2e tests)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and callers")
     parser.add_argument(
-        "--whatif",
-        default="",
-        help="candidate fixes for the server, e.g. WHATIF_DISPATCH=1,WHATIF_SWITCH_MS=1 "
-        "(serves bench/whatif_asgi.py; see its docstring)",
+        "--server-env",
+        action="append",
+        default=[],
+        type=env_assignment,
+        metavar="NAME=VALUE",
+        help="a setting for the server, to measure it without editing anything, e.g. "
+        "GIL_SWITCH_INTERVAL_MS=1 (repeatable; wins over the benchmark's own settings)",
     )
+
+
+def env_assignment(text: str) -> tuple[str, str]:
+    """Parse `NAME=VALUE` for --server-env."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"want NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def pin_and_describe(args, what: str) -> None:
     """Pin the callers (unless --no-pin) and print the run's set-up line."""
-    whatif = f"; what-if {args.whatif}" if getattr(args, "whatif", "") else ""
-    print(f"# {pin_callers(not args.no_pin)}; server {args.server}{whatif}; {what}", flush=True)
+    extra = "".join(f"; {name}={value}" for name, value in args.server_env)
+    if getattr(args, "trace_writes", False):
+        extra += "; slow RX writes traced"
+    print(f"# {pin_callers(not args.no_pin)}; server {args.server}{extra}; {what}", flush=True)
 
 
 def server_for(args, env: dict[str, str]):
-    """`server` as the benchmark's --server, --no-pin and --whatif options ask."""
-    whatif = dict(item.split("=", 1) for item in args.whatif.split(",") if item)
-    if whatif:
-        env = {**env, **whatif, "PYTHONPATH": str(Path(__file__).parent)}
-    app = "whatif_asgi:application" if whatif else None
+    """`server` as the benchmark's --server, --no-pin, --server-env (and --trace-writes) ask."""
+    env = {**env, **dict(args.server_env)}
+    app = None
+    if getattr(args, "trace_writes", False):
+        env["PYTHONPATH"] = str(Path(__file__).parent)
+        app = "write_trace_asgi:application"
     return server(env, pin=not args.no_pin, kind=args.server, app=app)
 
 

@@ -84,7 +84,7 @@ def run_server(
     `fresh_database` is False: then it uses this process's database (the environment's
     DATABASE_URL or the settings' default). `cpus` is a `taskset -c` list, e.g. "0".
     `server` is "daphne" (the tests' default: channels' own server) or "uvicorn" (what
-    `bin/run` serves: the brief's single-worker command line).
+    `bin/run` serves: one worker, `UVICORN_ARGS`).
     """
     with contextlib.ExitStack() as stack:
         if workdir is None:
@@ -101,28 +101,30 @@ def run_server(
         log_path = workdir / "server.log"
         if migrate:
             _migrate(child_env, log_path)
-        log = stack.enter_context(log_path.open("ab"))
+        log_file = stack.enter_context(log_path.open("ab"))
         pin = ["taskset", "-c", cpus] if cpus else []  # taskset execs: the pid stays the server's
         process = subprocess.Popen(
             [*pin, sys.executable, *server_command(server, port, app)],
             cwd=REPO_ROOT,
             env=child_env,
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: signals reach it and its children only
         )
-        server = ServerProcess(process=process, port=port, log_path=log_path, env=child_env)
+        running = ServerProcess(process=process, port=port, log_path=log_path, env=child_env)
         stack.callback(stop_server, process)
-        _wait_until_listening(server, start_timeout_s)
-        yield server
+        wait_until_listening(running, start_timeout_s)
+        yield running
 
 
-# The brief's single-worker command line (directive 9), as `bin/run` serves the product, with
-# two choices of ours: `websockets-sansio` is the same `websockets` library through its current
-# sans-I/O protocol (uvicorn's `websockets` option drives the library's legacy implementation,
-# deprecated upstream, which spends a task switch per message: 100 calls GO on one core against
-# 85; BENCHMARKS.md), and a 1 MiB bound on a WebSocket message (uvicorn's default is 16 MiB).
+# The single-worker uvicorn command line `bin/run` serves the product with (tests/bin/test_run.py
+# keeps the two equal), so tests and benchmarks measure what runs in production. Two choices in
+# it: `websockets-sansio` is the same `websockets` library through its current sans-I/O protocol
+# (uvicorn's `websockets` option drives the library's legacy implementation, deprecated upstream,
+# which spends a task and an asyncio.wait per message: 95 calls on one core were 20/95 and 39/95
+# GO with it, 95/95 with sans-I/O; bench/HISTORY.md), and a 1 MiB bound on a WebSocket message
+# (uvicorn's default is 16 MiB; daphne is given the same bound).
 WS_MAX_SIZE_BYTES = 1024 * 1024
 UVICORN_ARGS = ("--ws", "websockets-sansio", "--ws-max-size", str(WS_MAX_SIZE_BYTES),
                 "--workers", "1", "--timeout-keep-alive", "75", "--http", "h11",
@@ -170,7 +172,7 @@ def _migrate(env: dict[str, str], log_path: Path) -> None:
         raise ServerError(f"migrate failed ({result.returncode}):\n{result.stdout}{result.stderr}")
 
 
-def _wait_until_listening(server: ServerProcess, timeout_s: float) -> None:
+def wait_until_listening(server: ServerProcess, timeout_s: float) -> None:
     """Poll the port until it answers; fail with the server's log if it dies or never listens."""
     deadline = time.monotonic() + timeout_s
     while not port_answers(server.port):

@@ -1,9 +1,11 @@
 """A deliberately slow STT engine, for tests and drills only: never set it in production.
 
 `STT_ENGINE=slow` wraps another engine (`STT_SLOW_INNER`, default `whisper`) and makes every
-`write` block for `STT_SLOW_WRITE_MS` before passing the frame on: the fault the brief's GO/NO-GO
-check exists to catch (a blocking STT write). A few milliseconds shows as write_ms p99 >= 1;
-more than 20 ms per frame makes RX fall behind, its queue climb and, after 4 s, drop frames.
+`write` block for `STT_SLOW_WRITE_MS` before passing the frame on. That is the fault
+`manage.py gonogo` exists to catch: an STT write must only enqueue, and one that blocks a few
+milliseconds shows as write_ms p99 >= 1 (NO-GO). Past 20 ms per frame the RX thread falls
+behind its 20 ms cadence, its queue climbs and, once RX_QUEUE_FRAMES (200: 4 s) are full,
+drops frames.
 """
 
 from __future__ import annotations

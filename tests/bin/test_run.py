@@ -15,9 +15,9 @@ from telephony.testing.server_process import (
     REPO_ROOT,
     UVICORN_ARGS,
     ServerProcess,
-    _wait_until_listening,
     free_port,
     stop_server,
+    wait_until_listening,
 )
 
 BIN_RUN = REPO_ROOT / "bin" / "run"
@@ -55,7 +55,7 @@ def test_bin_run_answers_a_call_on_the_embedded_defaults(tmp_path: Path) -> None
         )  # fmt: skip
     server = ServerProcess(process=process, port=port, log_path=log_path, env=env)
     try:
-        _wait_until_listening(server, 120.0)
+        wait_until_listening(server, 120.0)
         report = run(
             dial(
                 server.base_url,

@@ -12,7 +12,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from telephony.testing.caller import (
     CallReport,
+    calls_summary,
     dial_many,
+    greeting_s,
+    progress_line,
     read_wav_as_ulaw,
     run,
     speech_audio,
@@ -39,25 +42,6 @@ def wav_path_for(path: Path, index: int, calls: int) -> Path:
     if calls == 1:
         return path
     return path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
-
-
-def overall_summary(reports: list[CallReport]) -> str:
-    """Describe all calls together: failures, totals and the worst figures."""
-    failed = sum(not r.ok for r in reports)
-    firsts = [r.first_media_ms for r in reports if r.first_media_ms is not None]
-    first = f"{max(firsts):.0f}" if firsts else "-"
-    return (
-        f"calls={len(reports)} ok={len(reports) - failed} failed={failed} "
-        f"sent={sum(r.frames_sent for r in reports)} "
-        f"recv={sum(r.frames_received for r in reports)} "
-        f"jitter_ms p50/p99/max(worst call)="
-        f"{max((r.jitter_p50_ms for r in reports), default=0):.1f}/"
-        f"{max((r.jitter_p99_ms for r in reports), default=0):.1f}/"
-        f"{max((r.jitter_max_ms for r in reports), default=0):.1f} "
-        f"marks={sum(r.marks_echoed for r in reports)}/{sum(r.marks_received for r in reports)} "
-        f"first_audio_ms(worst)={first} "
-        f"send_late_max_ms={max((r.send_late_max_ms for r in reports), default=0):.1f}"
-    )
 
 
 class Command(BaseCommand):
@@ -139,7 +123,7 @@ class Command(BaseCommand):
                 path = wav_path_for(options["save_wav"], index, calls)
                 write_ulaw_wav(path, report.received_audio)
                 self.stdout.write(f"  saved {len(report.received_audio) / 8000:.1f} s to {path}")
-        self.stdout.write(overall_summary(reports))
+        self.stdout.write(calls_summary(reports))
         failed = [r for r in reports if not r.ok]
         if failed:
             raise CommandError(f"{len(failed)} of {len(reports)} calls failed")
@@ -174,25 +158,16 @@ class Command(BaseCommand):
         while True:
             await asyncio.sleep(1.0)
             seconds += 1
-            reports = list(live.values())
-            self.stdout.write(
-                f"[{seconds:>3}s] calls={len(reports)}/{calls} "
-                f"sent={sum(r.frames_sent for r in reports)} "
-                f"recv={sum(r.frames_received for r in reports)} "
-                f"played={sum(r.frames_played for r in reports)} "
-                f"marks={sum(r.marks_echoed for r in reports)}/"
-                f"{sum(r.marks_received for r in reports)} "
-                f"clears={sum(r.clears_received for r in reports)}"
-            )
+            self.stdout.write(progress_line(seconds, list(live.values()), calls))
 
 
 def lead_silence_s(option: float | None) -> float:
-    """The silence before the caller speaks: the greeting's length plus a breath, unless given."""
+    """The silence before the caller speaks: the greeting's length plus a breath, unless given.
+
+    Callers listen to the greeting first, since talking over it interrupts it (barge-in).
+    """
     if option is not None:
         return option
     if not settings.GREETING_TEXT:
         return 0.5
-    from telephony.tts import get_prompt_cache
-
-    greeting = get_prompt_cache().render(settings.GREETING_TEXT)
-    return len(greeting) / 8000 + 0.7
+    return greeting_s(settings.GREETING_TEXT) + 0.7
