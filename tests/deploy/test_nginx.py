@@ -83,7 +83,7 @@ def test_drain_refuses_an_unknown_port_and_the_last_process_in_rotation(tmp_path
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"  # never read: nginx does not run
     write_site(tmp_path, ports=[8001], https_port=443, http_port=80, cert=cert, key=key)
     before = (tmp_path / "line-upstream.conf").read_text()
-    env = {"NGINX_CONF_DIR": str(tmp_path), "NGINX": "false", "PATH": "/usr/bin:/bin"}
+    env = {"NGINX_CONF_DIR": str(tmp_path), "NGINX_COMMAND": "false", "PATH": "/usr/bin:/bin"}
     for port, said in (("8002", "no process on port 8002"), ("8001", "no other process")):
         done = subprocess.run(
             [str(DEPLOY / "drain"), port], env=env, capture_output=True, text=True, check=False

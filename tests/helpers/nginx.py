@@ -135,13 +135,29 @@ class Nginx:
 
     def script_env(self) -> dict[str, str]:
         """The environment that points deploy/drain and deploy/undrain at this nginx."""
-        return {**os.environ, "NGINX": " ".join(self.command()), "NGINX_CONF_DIR": str(self.prefix)}
+        return {
+            **os.environ,
+            "NGINX_COMMAND": " ".join(self.command()),
+            "NGINX_CONF_DIR": str(self.prefix),
+        }
 
     def check_config(self) -> subprocess.CompletedProcess[str]:
         """`nginx -t`: its exit status and what it said."""
         return subprocess.run(
             [*self.command(), "-t"], capture_output=True, text=True, timeout=30, check=False
         )
+
+    def workers(self) -> set[int]:
+        """The pids of the worker processes serving now (not those finishing after a reload)."""
+        assert self.process is not None
+        pids = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                title = (stat.parent / "cmdline").read_bytes().rstrip(b"\0")
+                if parent == self.process.pid and title == b"nginx: worker process":
+                    pids.add(int(stat.parent.name))
+        return pids
 
     def upstream(self) -> str:
         return (self.prefix / "line-upstream.conf").read_text()

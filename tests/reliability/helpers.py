@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -132,9 +133,17 @@ def database_url(server: ServerProcess) -> str:
 
 
 async def answer(
-    base_url: str, call_sid: str, auth_token: str, *, params: Mapping[str, str] | None = None
+    base_url: str,
+    call_sid: str,
+    auth_token: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    tls: ssl.SSLContext | bool = True,
 ) -> ConnectStream:
-    """POST the signed voice webhook as Twilio does; return the TwiML's stream and token."""
+    """POST the signed voice webhook as Twilio does; return the TwiML's stream and token.
+
+    `tls` is the context an https:// `base_url` is verified with (default: the system's CAs).
+    """
     url = base_url.rstrip("/") + VOICE_PATH
     form = {
         "AccountSid": DEFAULT_ACCOUNT_SID,
@@ -146,7 +155,7 @@ async def answer(
     signature = RequestValidator(auth_token).compute_signature(url, form)
     async with (
         aiohttp.ClientSession() as http,
-        http.post(url, data=form, headers={SIGNATURE_HEADER: signature}) as response,
+        http.post(url, data=form, headers={SIGNATURE_HEADER: signature}, ssl=tls) as response,
     ):
         body = await response.text()
         assert response.status == 200, (response.status, body)

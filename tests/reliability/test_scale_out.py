@@ -1,30 +1,49 @@
-"""Scale-out: two server processes behind a load balancer, sharing PostgreSQL and Redis.
+"""Scale-out: two server processes behind the recipe's nginx, sharing PostgreSQL and Redis.
 
-The balancer (a TCP proxy on loopback) sends webhooks and streams round-robin, on counters of
-their own, so a call's webhook is answered by one process and its stream served by the other.
-Both processes have the balancer's origin as PUBLIC_BASE_URL, as they would in production.
+nginx runs the site deploy/ ships (tests/helpers/nginx.py), over TLS, in front of two uvicorn
+processes started as the systemd unit starts them, with the production settings. A deploy
+drains one of them with deploy/drain (out of rotation, its calls left to end), restarts it and
+puts it back with deploy/undrain, while the other takes the new calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import re
 import socket
+import ssl
 import subprocess
 import sys
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 from websockets.asyncio.client import connect
 
-from telephony.testing.caller import dial_many, new_sid
-from telephony.testing.server_process import REPO_ROOT, ServerProcess, free_port
+from telephony.testing.caller import new_sid, write_ulaw_wav
+from telephony.testing.server_process import REPO_ROOT, ServerProcess, free_port, stop_server
+from tests.fakes.google_speech import FakeSpeechServer, speak
+from tests.helpers.nginx import DEPLOY, Nginx, client_context, need_nginx, run_nginx
 from tests.reliability.conftest import once_per_run
-from tests.reliability.helpers import answer, call_rows, close_code, open_stream, start, wait_until
-from tests.reliability.netproxy import TcpProxy
+from tests.reliability.helpers import (
+    answer,
+    call_rows,
+    close_code,
+    final_texts,
+    open_stream,
+    start,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -42,20 +61,10 @@ session.save()
 print(session.session_key)
 """
 
-
-class Balancer:
-    """Round-robin per connection, WebSocket upgrades and plain HTTP on counters of their own."""
-
-    def __init__(self) -> None:
-        self.http = 0
-        self.ws = 0  # streams start on the other process than webhooks (B, then A, ...)
-
-    def __call__(self, head: bytes) -> int:
-        if head.startswith(b"GET /twilio/stream/"):
-            self.ws += 1
-            return self.ws % 2
-        self.http += 1
-        return (self.http - 1) % 2
+# What each caller says: three utterances the fake Google recognizes.
+SCRIPT = [["שלום", "אני", "רוצה", "לקבוע", "תור"], ["מחר", "בבוקר"], ["תודה", "רבה"]]
+STARTED = re.compile(r"call=(CA\w+) stream \w+ started")
+SUMMARY = re.compile(r"^(CA\w+) (ok|FAILED \(.*\)) sent=(\d+) .* close=(\S*?)\(\w*\)", re.M)
 
 
 def staff_session(env: dict[str, str]) -> str:
@@ -67,100 +76,257 @@ def staff_session(env: dict[str, str]) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def test_two_processes_serve_one_line(
+def finals_logged(log: str, call_sid: str) -> list[str]:
+    return re.findall(rf"\[FINAL\] call={call_sid} (.*) \(latency_ms=", log)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One call as the simulated caller saw it."""
+
+    call_sid: str
+    ok: bool
+    frames_sent: int
+    close: str
+
+
+class Callers:
+    """Calls placed by `manage.py simulate_call` in a child process, through nginx over TLS.
+
+    A child process: the simulator verifies TLS against the default trust store, and only a
+    new process can be given the test's certificate as that store (SSL_CERT_FILE).
+    """
+
+    def __init__(
+        self, name: str, calls: int, nginx: Nginx, wav: Path, *, ramp_s: float, tail_s: float
+    ) -> None:
+        self.calls = calls
+        self.log_path = nginx.prefix.parent / f"callers-{name}.log"
+        env = {**os.environ, "SSL_CERT_FILE": str(nginx.cert)}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "simulate_call", "--url", nginx.origin,
+                 "--wav", str(wav), "--calls", str(calls), "--ramp", str(ramp_s),
+                 "--lead-silence", "0.5", "--tail-silence", str(tail_s),
+                 "--auth-token", settings.TWILIO_AUTH_TOKEN],
+                cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def wait(self, timeout_s: float = 90.0) -> list[Placed]:
+        """Wait for the calls to end; what each caller saw."""
+        self.process.wait(timeout=timeout_s)
+        text = self.log_path.read_text()
+        placed = [
+            Placed(sid, status == "ok", int(sent), close)
+            for sid, status, sent, close in SUMMARY.findall(text)
+        ]
+        assert len(placed) == self.calls, text
+        return placed
+
+
+class LivePage:
+    """The admin's live page, open through nginx in a thread of its own: what it was sent."""
+
+    def __init__(self, nginx: Nginx, tls: ssl.SSLContext, session_key: str) -> None:
+        self._seen: dict[str, set[str]] = defaultdict(set)  # message type -> CallSids
+        self._lock = threading.Lock()
+        self.snapshot: dict[str, Any] | None = None
+        self._url = nginx.origin.replace("https://", "wss://") + "/ws/admin/metrics/"
+        self._headers = {"Cookie": f"sessionid={session_key}", "Origin": nginx.origin}
+        self._tls = tls
+        self._stop = threading.Event()
+        self._opened = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="test-live-page", daemon=True)
+
+    def seen(self, kind: str) -> set[str]:
+        """The calls it was sent a message of this type about ("started", "sample", "ended")."""
+        with self._lock:
+            return set(self._seen[kind])
+
+    def open(self) -> LivePage:
+        self._thread.start()
+        assert self._opened.wait(10), self._error
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        assert self._error is None, self._error
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._watch())
+        except BaseException as exc:
+            self._error = exc
+            self._opened.set()
+
+    async def _watch(self) -> None:
+        async with connect(
+            self._url, additional_headers=self._headers, ssl=self._tls, proxy=None
+        ) as live:
+            self.snapshot = json.loads(await live.recv())
+            self._opened.set()
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    message = json.loads(await asyncio.wait_for(live.recv(), 0.2))
+                    if "call_sid" in message:
+                        with self._lock:
+                            self._seen[message["type"]].add(message["call_sid"])
+
+
+def where(servers: dict[str, ServerProcess], text: str) -> list[str]:
+    """The names of the servers whose log holds `text`."""
+    return [name for name, server in servers.items() if text in server.log_text()]
+
+
+def test_a_deploy_drains_and_restarts_one_process_while_the_other_serves(
     pg_database: str,
     redis_env: dict[str, str],
     server_factory: Callable[..., ServerProcess],
+    tmp_path: Path,
 ) -> None:
-    ports = [free_port(), free_port()]
-    balancer = TcpProxy([("127.0.0.1", p) for p in ports], choose=Balancer()).start()
-    try:
-        public = f"http://127.0.0.1:{balancer.port}"
+    need_nginx()
+    ports = {"A": free_port(), "B": free_port()}
+    auth = settings.TWILIO_AUTH_TOKEN
+    wav = tmp_path / "caller.wav"
+    write_ulaw_wav(wav, speak(SCRIPT))
+    with (
+        FakeSpeechServer(endpoint_ms=500) as speech,
+        run_nginx(tmp_path / "nginx", list(ports.values())) as nginx,
+    ):
         env = {
+            **nginx.app_env(auth),
             "DATABASE_URL": pg_database,
             **redis_env,
-            "STT_ENGINE": "none",
-            "PUBLIC_BASE_URL": public,
+            "STT_ENGINE": "google",
+            "GOOGLE_SPEECH_EMULATOR_HOST": speech.host,
             "GREETING_TEXT": "Hi.",
         }
-        a = server_factory(env=env, port=ports[0])
-        b = server_factory(env=env, port=ports[1], migrate=False)
-        servers = {"A": a, "B": b}
-        session_key = staff_session(a.env)
-        auth = settings.TWILIO_AUTH_TOKEN
-        seen: dict[str, set[str]] = defaultdict(set)  # live page: message type -> CallSids
+        servers = {
+            "A": server_factory(env=env, port=ports["A"], server="uvicorn"),
+            "B": server_factory(env=env, port=ports["B"], server="uvicorn", migrate=False),
+        }
+        tls = client_context(nginx.cert)
+        session_key = staff_session(servers["A"].env)
+        scripts = {**nginx.script_env(), "DRAIN_WAIT_S": "60"}
 
-        async def watch(live: Any) -> None:
-            async for text in live:
-                message = json.loads(text)
-                if "call_sid" in message:
-                    seen[message["type"]].add(message["call_sid"])
-
-        async def scenario() -> tuple[list[Any], list[int | None]]:
-            # The live page, open on A only.
-            async with connect(
-                f"ws://127.0.0.1:{ports[0]}/ws/admin/metrics/",
-                additional_headers={"Cookie": f"sessionid={session_key}", "Origin": public},
-                proxy=None,
-            ) as live:
-                snapshot = json.loads(await live.recv())
-                assert snapshot == {"type": "snapshot", "calls": []}
-                watcher = asyncio.create_task(watch(live))
-                reports = await dial_many(
-                    4, public, auth_token=auth, tail_silence_s=6.0, ramp_s=2.0
-                )
-                codes = await replay_a_token(ports, public, auth)
-                await asyncio.sleep(1.5)  # the last "ended" messages
-                watcher.cancel()
-            return reports, codes
-
-        reports, codes = asyncio.run(scenario())
-        assert all(r.ok for r in reports), [r.summary() for r in reports]
-        # The token that A's stream spent is refused by B, and again by A.
+        # A stream token is spent once, whichever process it reaches (Redis).
+        replayed, codes = asyncio.run(replay_a_token(list(ports.values()), nginx.origin, auth, tls))
         assert codes == [None, 4008, 4008], codes
 
-        sids = [r.call_sid for r in reports]
-        logs = {name: server.log_text() for name, server in servers.items()}
-        answered = {s: [n for n, log in logs.items() if f"call {s} answered" in log] for s in sids}
-        streamed = {s: [n for n, log in logs.items() if f"call={s} stream" in log] for s in sids}
-        assert all(len(v) == 1 for v in [*answered.values(), *streamed.values()])
-        pairs = {(answered[s][0], streamed[s][0]) for s in sids}
-        print(f"\nwebhook -> stream, per call: {[answered[s] + streamed[s] for s in sids]}")
-        assert {("A", "B"), ("B", "A")} <= pairs  # answered by one process, streamed by the other
+        # Four calls, spread over both processes.
+        first = Callers("first", 4, nginx, wav, ramp_s=2.0, tail_s=2.5)
 
-        rows = wait_until(
-            lambda: (
-                (r := call_rows(pg_database, sids))
-                and all(row["status"] == "ended" for row in r.values())
-                and r
-            ),
-            10.0,
-            0.2,
-        )
-        assert rows
-        assert len(rows) == 4
-        pids = {"A": a.process.pid, "B": b.process.pid}
-        host = socket.gethostname()
-        for sid, report in zip(sids, reports, strict=True):
-            row = rows[sid]
-            # One row per call, with what the webhook wrote and what the stream wrote.
-            assert row["from_number"] == "+15005550006"
-            assert row["answered_at"] is not None
-            assert row["frames_in"] == report.frames_sent
-            assert row["process"] == f"{host}:{pids[streamed[sid][0]]}"
-            assert row["go"] is not None  # judged from samples that both processes wrote
-        # The live page on A showed every call, those on B too (through Redis).
-        assert set(sids) <= seen["started"], dict(seen)
-        assert set(sids) <= seen["sample"]
-        assert {s for s in sids if streamed[s] == ["B"]} <= seen["ended"]
-    finally:
-        balancer.stop()
+        def streaming() -> dict[str, set[str]]:
+            return {
+                name: set(STARTED.findall(server.log_text())) - {replayed}
+                for name, server in servers.items()
+            }
+
+        assert wait_until(lambda: sum(map(len, streaming().values())) == 4, 30.0), streaming()
+        first_on = streaming()
+        # least_conn spreads them over both
+        assert [len(first_on["A"]) > 0, len(first_on["B"]) > 0] == [True, True], first_on
+
+        # Deploy, step 1: A out of rotation; its calls go on, new ones go to B.
+        workers = nginx.workers()
+        drain_began = time.monotonic()
+        drain = subprocess.Popen(
+            [str(DEPLOY / "drain"), str(ports["A"])],
+            env=scripts, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert drain.stdout is not None
+        said = drain.stdout.readline()
+        assert said == f"drain: 127.0.0.1:{ports['A']} out of rotation\n", said
+        assert f"server 127.0.0.1:{ports['A']} down;" in nginx.upstream()
+        assert wait_until(lambda: (now := nginx.workers()) and not now & workers, 10.0)
+        page = LivePage(nginx, tls, session_key).open()
+        assert page.snapshot is not None
+        assert page.snapshot["type"] == "snapshot"
+        assert where(servers, '"WebSocket /ws/admin/metrics/" [accepted]') == ["B"]
+        during = Callers("during-drain", 2, nginx, wav, ramp_s=0.5, tail_s=2.5)
+        said, nginx_said = drain.communicate(timeout=90)
+        assert drain.returncode == 0, (said, nginx_said)
+        assert said == f"drain: no call left on {ports['A']}\n", said
+        drained_s = time.monotonic() - drain_began
+        print(f"\ndrain: A's {len(first_on['A'])} call(s) ended {drained_s:.1f} s into the drain")
+
+        # Step 2: restart A (SIGTERM, as systemctl restart sends) and put it back.
+        restarted_at = datetime.now(UTC)
+        stop_server(servers["A"].process)
+        servers["A2"] = server_factory(env=env, port=ports["A"], server="uvicorn", migrate=False)
+        workers = nginx.workers()
+        undrain = subprocess.run(
+            [str(DEPLOY / "undrain"), str(ports["A"])],
+            env=scripts, capture_output=True, text=True, timeout=150, check=False,
+        )  # fmt: skip
+        assert undrain.returncode == 0, undrain.stderr
+        assert undrain.stdout == f"undrain: 127.0.0.1:{ports['A']} back in rotation\n"
+        assert f"server 127.0.0.1:{ports['A']};" in nginx.upstream().splitlines()
+        assert wait_until(lambda: (now := nginx.workers()) and not now & workers, 10.0)
+        after = Callers("after-restart", 2, nginx, wav, ramp_s=0.5, tail_s=2.5)
+
+        batches = {"first": first.wait(), "during": during.wait(), "after": after.wait()}
+        # The live page, open on B, shows the calls of both processes (through Redis).
+        shown = {c.call_sid for c in batches["during"] + batches["after"]}
+        wait_until(lambda: shown <= page.seen("ended"), 5.0)
+        page.close()
+
+    placed = [call for calls in batches.values() for call in calls]
+    # No call lost: every one connected, streamed and was closed cleanly by its caller.
+    assert [c for c in placed if not c.ok] == [], placed
+    sids = [c.call_sid for c in placed]
+    answered = {s: where(servers, f"call {s} answered") for s in sids}
+    streamed = {s: where(servers, f"call={s} stream ") for s in sids}
+    print(f"\nwebhook -> stream: {[answered[s] + streamed[s] for s in sids]}")
+    assert all(len(names) == 1 for names in [*answered.values(), *streamed.values()])
+    # While A was drained, webhooks and streams all went to B; after its restart, A took calls.
+    assert {(answered[c.call_sid][0], streamed[c.call_sid][0]) for c in batches["during"]} == {
+        ("B", "B")
+    }
+    assert any(streamed[c.call_sid] == ["A2"] for c in batches["after"])
+    assert any(answered[s] != streamed[s] for s in sids)  # webhook and stream apart
+
+    rows = wait_until(
+        lambda: (
+            (r := call_rows(pg_database, sids))
+            and len(r) == len(sids)
+            and all(row["status"] == "ended" for row in r.values())
+            and r
+        ),
+        10.0,
+        0.2,
+    )
+    assert rows, call_rows(pg_database, sids)
+    pids = {name: server.process.pid for name, server in servers.items()}
+    host = socket.gethostname()
+    for call in placed:
+        row, on = rows[call.call_sid], streamed[call.call_sid][0]
+        assert row["end_reason"] == "stop", row  # ended by its caller, not by the restart
+        assert row["from_number"] == "+15005550006"
+        assert row["answered_at"] is not None
+        # Every frame sent reached the process and was written to STT ...
+        assert row["frames_in"] == call.frames_sent == row["extra"]["frames_written"], row
+        # ... and every FINAL it published is stored.
+        finals = finals_logged(servers[on].log_text(), call.call_sid)
+        assert final_texts(pg_database, call.call_sid) == finals
+        assert row["finals"] == len(finals) > 0, finals
+        assert row["process"] == f"{host}:{pids[on]}"
+        assert row["go"] is not None  # judged from samples that both processes wrote
+    # A's calls had all ended (drained) before its restart.
+    assert all(rows[s]["ended_at"] < restarted_at for s in first_on["A"])
+    assert shown <= page.seen("started"), page.seen("started")
+    assert shown <= page.seen("ended"), page.seen("ended")
 
 
-async def replay_a_token(ports: list[int], public: str, auth: str) -> list[int | None]:
-    """Answer a call, stream it on A, then replay its start on B and on A: close codes."""
+async def replay_a_token(
+    ports: list[int], public: str, auth: str, tls: ssl.SSLContext
+) -> tuple[str, list[int | None]]:
+    """Answer a call, stream it on A, then replay its start on B and on A: its CallSid, codes."""
     call_sid = new_sid("CA")
-    twiml = await answer(public, call_sid, auth)
+    twiml = await answer(public, call_sid, auth, tls=tls)
     direct = [f"ws://127.0.0.1:{port}/twilio/stream/" for port in ports]
     codes: list[int | None] = []
     async with open_stream(twiml.url, auth, connect_to=direct[0]) as first:
@@ -171,7 +337,7 @@ async def replay_a_token(ports: list[int], public: str, auth: str) -> list[int |
             async with open_stream(twiml.url, auth, connect_to=again) as replay:
                 await replay.send(start(call_sid, new_sid("MZ"), twiml.parameters))
                 codes.append((await close_code(replay, 5.0))[0])
-    return codes
+    return call_sid, codes
 
 
 @pytest.fixture
