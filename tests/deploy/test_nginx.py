@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -20,11 +21,19 @@ import pytest
 from django.conf import settings
 from twilio.request_validator import RequestValidator
 
-from telephony.testing.caller import SIGNATURE_HEADER, VOICE_PATH, new_sid, parse_connect_stream
+from telephony.testing.caller import (
+    SIGNATURE_HEADER,
+    VOICE_PATH,
+    new_sid,
+    parse_connect_stream,
+    write_ulaw_wav,
+)
 from telephony.testing.server_process import free_port, run_server
+from tests.fakes.google_speech import speak
 from tests.helpers.nginx import (
     DEPLOY,
     SERVER_NAME,
+    Callers,
     Nginx,
     client_context,
     configure,
@@ -33,6 +42,7 @@ from tests.helpers.nginx import (
     run_nginx,
     write_site,
 )
+from tests.reliability.helpers import call_rows, wait_until
 
 HEADER_TIMEOUT_S = 10  # client_header_timeout and client_body_timeout in the site
 
@@ -217,3 +227,40 @@ def test_nginx_shields_the_process(tmp_path: Path) -> None:
             assert [closed_by_nginx(sock) for sock in slow] == [True] * len(slow)
             assert server.log_text().count("POST /twilio/voice/") == 2
             assert server.alive()
+
+
+@pytest.mark.e2e
+def test_a_drain_out_of_time_leaves_the_calls_to_sigterm(tmp_path: Path) -> None:
+    """deploy/drain gives up after DRAIN_WAIT_S; the restart's SIGTERM then finishes the call."""
+    need_nginx()
+    port, elsewhere = free_port(), free_port()  # the other process is down: nginx skips it
+    with run_nginx(tmp_path / "nginx", [port, elsewhere]) as nginx:
+        env = {**nginx.app_env(settings.TWILIO_AUTH_TOKEN), "STT_ENGINE": "none"}
+        with run_server(env, port, workdir=tmp_path, server="uvicorn") as server:
+            wav = tmp_path / "caller.wav"
+            write_ulaw_wav(wav, speak([["שלום", "אני", "רוצה", "לקבוע", "תור"]]))
+            caller = Callers(
+                "long", 1, nginx, wav, auth_token=settings.TWILIO_AUTH_TOKEN, ramp_s=0, tail_s=30
+            )
+            started = re.compile(r"call=CA\w+ stream \w+ started")
+            assert wait_until(lambda: started.search(server.log_text()), 20.0), server.log_text()
+            drain = subprocess.run(
+                [str(DEPLOY / "drain"), str(port)],
+                env={**nginx.script_env(), "DRAIN_WAIT_S": "2"},
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert drain.returncode == 0, drain.stderr
+            assert drain.stdout.splitlines() == [
+                f"drain: 127.0.0.1:{port} out of rotation",
+                f"drain: 1 call(s) still going on {port} after 2 s: SIGTERM finishes them",
+            ]
+            server.process.send_signal(signal.SIGTERM)  # as `systemctl restart` does
+            server.process.wait(timeout=settings.SHUTDOWN_DRAIN_S + 10)
+            (placed,) = caller.wait(timeout_s=20)
+            # uvicorn closed the stream with 1012 (service restart), and nginx passed it on.
+            assert (placed.ok, placed.close) == (False, "1012"), placed
+            rows = call_rows(server.env["DATABASE_URL"], [placed.call_sid])
+            row = rows[placed.call_sid]
+            assert row["status"] == "ended"
+            assert row["end_reason"] == "server shutdown (code 1012)", row
+            assert row["frames_in"] == row["extra"]["frames_written"] > 0, row

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -29,6 +30,8 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 DEBIAN_CONF = Path("/etc/nginx/nginx.conf")
 DEPLOY = REPO_ROOT / "deploy"
 SERVER_NAME = "127.0.0.1"  # what the tests' clients dial: the certificate is made for it
+# A call's line in `simulate_call`'s output: CallSid, ok or why not, frames sent, close code.
+SUMMARY = re.compile(r"^(CA\w+) (ok|FAILED \(.*\)) sent=(\d+) .* close=(\S*?)\(\w*\)", re.M)
 
 
 def need_nginx() -> None:
@@ -211,6 +214,59 @@ def run_nginx(prefix: Path, ports: Sequence[int], start_timeout_s: float = 10.0)
             os.killpg(nginx.process.pid, signal.SIGKILL)
             nginx.process.wait(timeout=5)
         log.close()
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One call as the simulated caller saw it."""
+
+    call_sid: str
+    ok: bool
+    frames_sent: int
+    close: str
+
+
+class Callers:
+    """Calls placed by `manage.py simulate_call` in a child process, through nginx over TLS.
+
+    A child process: the simulator verifies TLS against the default trust store, and only a
+    new process can be given the test's certificate as that store (SSL_CERT_FILE).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        calls: int,
+        nginx: Nginx,
+        wav: Path,
+        *,
+        auth_token: str,
+        ramp_s: float,
+        tail_s: float,
+    ) -> None:
+        self.calls = calls
+        self.log_path = nginx.prefix.parent / f"callers-{name}.log"
+        env = {**os.environ, "SSL_CERT_FILE": str(nginx.cert)}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "simulate_call", "--url", nginx.origin,
+                 "--wav", str(wav), "--calls", str(calls), "--ramp", str(ramp_s),
+                 "--lead-silence", "0.5", "--tail-silence", str(tail_s),
+                 "--auth-token", auth_token],
+                cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def wait(self, timeout_s: float = 90.0) -> list[Placed]:
+        """Wait for the calls to end; what each caller saw."""
+        self.process.wait(timeout=timeout_s)
+        text = self.log_path.read_text()
+        placed = [
+            Placed(sid, status == "ok", int(sent), close)
+            for sid, status, sent, close in SUMMARY.findall(text)
+        ]
+        assert len(placed) == self.calls, text
+        return placed
 
 
 def established(port: int) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import socket
 import ssl
@@ -21,7 +20,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ from websockets.asyncio.client import connect
 from telephony.testing.caller import new_sid, write_ulaw_wav
 from telephony.testing.server_process import REPO_ROOT, ServerProcess, free_port, stop_server
 from tests.fakes.google_speech import FakeSpeechServer, speak
-from tests.helpers.nginx import DEPLOY, Nginx, client_context, need_nginx, run_nginx
+from tests.helpers.nginx import DEPLOY, Callers, Nginx, client_context, need_nginx, run_nginx
 from tests.reliability.conftest import once_per_run
 from tests.reliability.helpers import (
     answer,
@@ -64,7 +62,6 @@ print(session.session_key)
 # What each caller says: three utterances the fake Google recognizes.
 SCRIPT = [["שלום", "אני", "רוצה", "לקבוע", "תור"], ["מחר", "בבוקר"], ["תודה", "רבה"]]
 STARTED = re.compile(r"call=(CA\w+) stream \w+ started")
-SUMMARY = re.compile(r"^(CA\w+) (ok|FAILED \(.*\)) sent=(\d+) .* close=(\S*?)\(\w*\)", re.M)
 
 
 def staff_session(env: dict[str, str]) -> str:
@@ -78,51 +75,6 @@ def staff_session(env: dict[str, str]) -> str:
 
 def finals_logged(log: str, call_sid: str) -> list[str]:
     return re.findall(rf"\[FINAL\] call={call_sid} (.*) \(latency_ms=", log)
-
-
-@dataclass(frozen=True)
-class Placed:
-    """One call as the simulated caller saw it."""
-
-    call_sid: str
-    ok: bool
-    frames_sent: int
-    close: str
-
-
-class Callers:
-    """Calls placed by `manage.py simulate_call` in a child process, through nginx over TLS.
-
-    A child process: the simulator verifies TLS against the default trust store, and only a
-    new process can be given the test's certificate as that store (SSL_CERT_FILE).
-    """
-
-    def __init__(
-        self, name: str, calls: int, nginx: Nginx, wav: Path, *, ramp_s: float, tail_s: float
-    ) -> None:
-        self.calls = calls
-        self.log_path = nginx.prefix.parent / f"callers-{name}.log"
-        env = {**os.environ, "SSL_CERT_FILE": str(nginx.cert)}
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "simulate_call", "--url", nginx.origin,
-                 "--wav", str(wav), "--calls", str(calls), "--ramp", str(ramp_s),
-                 "--lead-silence", "0.5", "--tail-silence", str(tail_s),
-                 "--auth-token", settings.TWILIO_AUTH_TOKEN],
-                cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def wait(self, timeout_s: float = 90.0) -> list[Placed]:
-        """Wait for the calls to end; what each caller saw."""
-        self.process.wait(timeout=timeout_s)
-        text = self.log_path.read_text()
-        placed = [
-            Placed(sid, status == "ok", int(sent), close)
-            for sid, status, sent, close in SUMMARY.findall(text)
-        ]
-        assert len(placed) == self.calls, text
-        return placed
 
 
 class LivePage:
@@ -217,7 +169,7 @@ def test_a_deploy_drains_and_restarts_one_process_while_the_other_serves(
         assert codes == [None, 4008, 4008], codes
 
         # Four calls, spread over both processes.
-        first = Callers("first", 4, nginx, wav, ramp_s=3.0, tail_s=2.5)
+        first = Callers("first", 4, nginx, wav, auth_token=auth, ramp_s=3.0, tail_s=2.5)
 
         def streaming() -> dict[str, set[str]]:
             return {
@@ -246,7 +198,7 @@ def test_a_deploy_drains_and_restarts_one_process_while_the_other_serves(
         assert page.snapshot is not None
         assert page.snapshot["type"] == "snapshot"
         assert where(servers, '"WebSocket /ws/admin/metrics/" [accepted]') == ["B"]
-        during = Callers("during-drain", 2, nginx, wav, ramp_s=0.5, tail_s=2.5)
+        during = Callers("during-drain", 2, nginx, wav, auth_token=auth, ramp_s=0.5, tail_s=2.5)
         said, nginx_said = drain.communicate(timeout=90)
         assert drain.returncode == 0, (said, nginx_said)
         assert said == f"drain: no call left on {ports['A']}\n", said
@@ -266,7 +218,7 @@ def test_a_deploy_drains_and_restarts_one_process_while_the_other_serves(
         assert undrain.stdout == f"undrain: 127.0.0.1:{ports['A']} back in rotation\n"
         assert f"server 127.0.0.1:{ports['A']};" in nginx.upstream().splitlines()
         assert wait_until(lambda: (now := nginx.workers()) and not now & workers, 10.0)
-        after = Callers("after-restart", 2, nginx, wav, ramp_s=0.5, tail_s=2.5)
+        after = Callers("after-restart", 2, nginx, wav, auth_token=auth, ramp_s=0.5, tail_s=2.5)
 
         batches = {"first": first.wait(), "during": during.wait(), "after": after.wait()}
         # The live page, open on B, shows the calls of both processes (through Redis).
