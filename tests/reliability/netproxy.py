@@ -1,9 +1,8 @@
-"""A TCP proxy on loopback for the tests: a load balancer in front of servers, or a cable to cut.
+"""A TCP proxy on loopback for the tests: a cable to cut between a server and its database.
 
-It forwards bytes and nothing else, like haproxy in TCP mode. `choose` picks the backend of each
-new connection from the first bytes the client sends (an HTTP request line, so WebSocket
-upgrades and webhooks can be balanced apart); without it connections go round-robin.
+It forwards bytes and nothing else, like haproxy in TCP mode, round-robin over its backends.
 `cut()` drops every open connection and refuses new ones until `restore()`: a database outage.
+(The load balancer in front of the line's processes is the recipe's nginx: tests/helpers/nginx.py.)
 """
 
 from __future__ import annotations
@@ -11,23 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 Backend = tuple[str, int]
-PEEK_BYTES = 64  # enough for "GET /twilio/stream/ HTTP/1.1"
 
 
 class TcpProxy:
     """Listen on a loopback port and forward each connection to one of `backends`."""
 
-    def __init__(
-        self,
-        backends: Sequence[Backend],
-        *,
-        choose: Callable[[bytes], int] | None = None,
-    ) -> None:
+    def __init__(self, backends: Sequence[Backend]) -> None:
         self.backends = list(backends)
-        self._choose = choose
         self._next = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -73,20 +65,14 @@ class TcpProxy:
             writer.transport.abort()
         self._writers.clear()
 
-    def _pick(self, head: bytes) -> int:
-        if self._choose is not None:
-            return self._choose(head)
+    def _pick(self) -> int:
         index = self._next % len(self.backends)
         self._next += 1
         return index
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
-        head = b""
-        if self._choose is not None:
-            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-                head = await reader.read(PEEK_BYTES)
-        index = self._pick(head)
+        index = self._pick()
         self.connections.append(index)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.backends[index])
@@ -95,8 +81,6 @@ class TcpProxy:
             self._writers.discard(writer)
             return
         self._writers.add(up_writer)
-        if head:
-            up_writer.write(head)
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         self._writers.discard(writer)
         self._writers.discard(up_writer)
