@@ -5,6 +5,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from calls.live import columns
+
 LIVE_SOCKET_PATH = "/ws/admin/metrics/"
 
 
@@ -19,5 +21,9 @@ def live_metrics(request: HttpRequest, *, model_admin: ModelAdmin) -> HttpRespon
         "opts": opts,
         "app_label": opts.app_label,
         "socket_path": LIVE_SOCKET_PATH,
+        "columns": columns(),
+        "figures": [name for name, _ in columns()],
+        # call, caller and age before the figures, the trend after them
+        "column_count": len(columns()) + 4,
     }
     return TemplateResponse(request, "admin/calls/call/live.html", context)

@@ -1,6 +1,6 @@
 """Per-second RX/TX figures of one call and the operators' log lines (the rules: gonogo.py)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,10 @@ class SecondSample:
     send_q: int  # frames waiting between the TX thread and the socket
     mark_rtt_ms: float | None = None  # mean mark round trip in the last second, if any came back
 
+    def figures(self) -> dict[str, int | float | None]:
+        """Return the figures by name (every field but the call, the second and the time)."""
+        return {name: getattr(self, name) for name in FIGURES}
+
     def rx_line(self) -> str:
         return (
             f"[RX] call={self.call_sid} fps_in={self.fps_in} q={self.rx_q} "
@@ -30,3 +34,10 @@ class SecondSample:
 
     def tx_line(self) -> str:
         return f"[TX] call={self.call_sid} fps={self.tx_fps} q={self.tx_q} drops={self.tx_drops}"
+
+
+# A second is named by its call, its number and its time; every other field is a figure. The
+# stores and pages take the figure names from here (the DB columns, the live page, the readers),
+# so a new figure is one field above, plus its `MetricSample` column and migration.
+WHEN = ("call_sid", "second", "at")
+FIGURES: tuple[str, ...] = tuple(f.name for f in fields(SecondSample) if f.name not in WHEN)
