@@ -37,7 +37,8 @@ class SecondSample:
 
 
 # A second is named by its call, its number and its time; every other field is a figure. The
-# stores and pages take the figure names from here (the DB columns, the live page, the readers),
-# so a new figure is one field above, plus its `MetricSample` column and migration.
+# writers, the readers and the live page take the figure names from here; `MetricSample` has a
+# column of the same name for each (a test holds them equal), so a new figure is one field above
+# plus its column and migration.
 WHEN = ("call_sid", "second", "at")
 FIGURES: tuple[str, ...] = tuple(f.name for f in fields(SecondSample) if f.name not in WHEN)
