@@ -54,7 +54,7 @@ def main() -> None:
     common.setup_django(common.temp_database())
     from django.conf import settings
 
-    from calls.management.commands.gonogo import UTTERANCES, speech_plan
+    from calls.gonogo_run import UTTERANCES, speech_plan
     from telephony.testing.caller import run, speech_audio
 
     audio, tail, _ = speech_plan(

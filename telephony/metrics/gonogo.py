@@ -1,9 +1,10 @@
-"""The brief's GO/NO-GO rules, judged from one call's per-second figures (pure, no I/O).
+"""The GO/NO-GO rules, judged from one call's per-second figures (pure, no I/O).
 
 One module for both users: the admin badge (`calls.services.call_ended`, at the end of every
 call) and `manage.py gonogo` (before a deploy). A failed rule gives a short reason, stored on the
-call and shown in the admin, and the brief's hint of where to look. `evidence` picks the 10-15
-log lines that show a verdict, as the brief asks of an operator reading the logs by hand.
+call and shown in the admin, and a hint of where to look. `evidence` picks the 10-15 log lines
+that show a verdict, for an operator who reads the logs by hand; `explain` writes the verdict
+out with its reasons and those lines.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ HINT_SHORT = "run longer: the first and last seconds are partial and do not coun
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Where each rule draws its line; the defaults are the brief's."""
+    """Where each rule draws its line; the defaults are the go-live check's."""
 
     expected_fps: int = EXPECTED_FPS
     fps_tolerance: int = 5  # a second is on-rate within 50 ± 5 frames ...
     fps_on_rate_share: float = 0.9  # ... and nine steady seconds in ten must be on-rate
-    rx_q_max: int = 20  # the brief: in practice q < 20
+    rx_q_max: int = 20  # a healthy RX queue stays under 20 frames
     # q climbs when its least-squares slope is above this (frames per minute) and the fitted
     # line rises more than `q_rise_min` frames across the run: a short run's noise of a few
     # frames (a prompt filling the TX prefill) is not a climb, a slow leak over 2 minutes is.
@@ -92,7 +93,7 @@ def judge(
     finals: int | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> Verdict:
-    """Judge a call by the brief's rules; `partials`/`finals` only when the caller spoke."""
+    """Judge a call by the rules; `partials`/`finals` only when the caller spoke."""
     t = thresholds
     ordered = sorted(samples, key=lambda s: s.second)
     # The first and the last second are partial (the stream starts and stops inside them).
@@ -227,6 +228,33 @@ def evidence(
         stamped.append((event.at, 2, f"{_stamp(event.at)} {transcript_line(event)}"))
     stamped.sort(key=lambda item: (item[0], item[1]))
     return [line for _, _, line in stamped][:limit]
+
+
+def explain(
+    call_sid: str,
+    verdict: Verdict,
+    samples: Sequence[Second],
+    said: Sequence[Said] = (),
+    *,
+    problems: Sequence[str] = (),
+) -> list[str]:
+    """Return a call's verdict as an operator reads it: GO or NO-GO, why, and the lines showing it.
+
+    `problems` are faults found outside the figures (the call failed, its end is missing); a
+    call with any is NO-GO. The first line is the verdict, then one `  - ` line per problem and
+    failed rule (with where to look), then the log lines that show it, indented by four.
+    """
+    go = verdict.go is True and not problems
+    lines = [f"{call_sid}: {'GO' if go else 'NO-GO'}"]
+    lines += [f"  - {problem}" for problem in problems]
+    lines += [f"  - {finding.reason}: {finding.hint}" for finding in verdict.findings]
+    lines += [f"    {line}" for line in evidence(verdict, samples, said)]
+    return lines
+
+
+def summary(go_calls: int, calls: int) -> str:
+    """Return the check's last line: GO only when every call is GO."""
+    return f"{'GO' if go_calls == calls else 'NO-GO'}: {go_calls}/{calls} call(s) GO"
 
 
 def _pick_transcripts(said: Sequence[Said], n: int) -> list[Said]:

@@ -12,7 +12,9 @@ from telephony.metrics.gonogo import (
     HINT_FPS_IN,
     Thresholds,
     evidence,
+    explain,
     judge,
+    summary,
 )
 from telephony.metrics.meters import SecondSample
 from telephony.turns.transcript import TranscriptEvent
@@ -60,7 +62,7 @@ def test_a_healthy_run_is_go_and_too_short_is_not_judged() -> None:
     assert judge(run(4)).reasons == ("too short to judge",)
 
 
-def test_one_dropped_frame_is_no_go_with_the_briefs_hint() -> None:
+def test_one_dropped_frame_is_no_go_with_its_hint() -> None:
     assert judge(run(), rx_drops_total=0).go is True
     samples = run()
     samples[0] = second(0, rx_drops=1)  # even in the partial first second
@@ -182,7 +184,7 @@ def test_evidence_shows_the_seconds_each_rule_points_at_in_time_order() -> None:
     verdict = judge(samples, partials=1, finals=1)
     lines = evidence(verdict, samples, events)
     # Six seconds of [RX] and [TX] (the three at fault and one on each side of them) and the
-    # two transcript lines: the 10-15 lines an operator reads.
+    # two transcript lines: the 10-15 lines an operator can read by hand.
     assert len(lines) == 14
     shown = sorted({int(line.split(" ")[0].rsplit(":", 1)[1]) for line in lines if "[RX]" in line})
     assert shown == [6, 7, 8, 9, 19, 20]
@@ -200,6 +202,39 @@ def test_evidence_of_a_go_run_spreads_over_it_within_the_limit() -> None:
     lines = evidence(judge(samples), samples, [], limit=15)
     assert len(lines) == 14  # seven seconds of [RX] and [TX]
     assert sum("[RX]" in line for line in lines) == sum("[TX]" in line for line in lines)
+
+
+def test_a_no_go_is_explained_with_each_reason_where_to_look_and_the_lines_that_show_it() -> None:
+    samples = run(12)
+    samples[5] = second(5, rx_drops=2)
+    verdict = judge(samples, partials=1, finals=1)
+    lines = explain("CA1", verdict, samples, problems=["the call failed: refused"])
+    assert lines[:3] == [
+        "CA1: NO-GO",
+        "  - the call failed: refused",
+        f"  - RX drops=2: {HINT_DROPS}",
+    ]
+    assert lines[3:] == [f"    {line}" for line in evidence(verdict, samples)]
+    assert any("[RX] call=CA1 fps_in=50 q=1 drops=2" in line for line in lines[3:])
+
+
+def test_a_go_is_explained_by_the_lines_that_show_it_and_a_problem_makes_it_no_go() -> None:
+    samples = run(12)
+    verdict = judge(samples)
+    lines = explain("CA1", verdict, samples)
+    assert lines[0] == "CA1: GO"
+    assert lines[1:] == [f"    {line}" for line in evidence(verdict, samples)]
+    assert explain("CA1", verdict, samples, problems=["x"])[:2] == ["CA1: NO-GO", "  - x"]
+    assert explain("CA1", judge(run(4)), run(4))[:2] == [
+        "CA1: NO-GO",
+        "  - too short to judge: run longer: the first and last seconds are partial and do not "
+        "count",
+    ]
+
+
+def test_the_summary_is_go_only_when_every_call_is() -> None:
+    assert summary(3, 3) == "GO: 3/3 call(s) GO"
+    assert summary(2, 3) == "NO-GO: 2/3 call(s) GO"
 
 
 # --- The same rules on the seconds the calls' tests make --------------------------------------
