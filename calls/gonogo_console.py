@@ -7,9 +7,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from telephony.metrics.gonogo import summary, transcript_line
+from telephony.metrics.gonogo import summary
 from telephony.metrics.meters import SecondSample
-from telephony.turns.transcript import TranscriptEvent
+from telephony.turns.transcript import TranscriptEvent, transcript_line
 
 if TYPE_CHECKING:
     from calls.gonogo_run import CheckResult

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from telephony.metrics.stats import percentile, slope
+from telephony.turns.transcript import TranscriptEvent, transcript_line
 
 EXPECTED_FPS = 50  # 20 ms frames
 EPSILON = 1e-9  # float sums land a hair off exact boundaries (0.1 * 20 = 1.9999999999999996)
@@ -159,30 +160,6 @@ class Second(Protocol):
     def tx_line(self) -> str: ...
 
 
-class Said(Protocol):
-    """A transcript event (`telephony.turns.transcript.TranscriptEvent`)."""
-
-    call_sid: str
-    kind: str
-    text: str
-    at: float
-    latency_ms: float | None
-    local: bool
-
-
-def transcript_line(event: Said) -> str:
-    """Format a transcript event as the session logs it."""
-    if event.kind == "partial":
-        return f"🟡 [PARTIAL] call={event.call_sid} {event.text}"
-    if event.kind == "final":
-        local = ", local" if event.local else ""
-        return (
-            f"✅ [FINAL] call={event.call_sid} {event.text} "
-            f"(latency_ms={event.latency_ms or 0.0:.0f}{local})"
-        )
-    return f"✏️ [REVISED] call={event.call_sid} {event.text}"
-
-
 def _stamp(at: float) -> str:
     return datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S")
 
@@ -190,7 +167,7 @@ def _stamp(at: float) -> str:
 def evidence(
     verdict: Verdict,
     samples: Sequence[Second],
-    said: Sequence[Said] = (),
+    said: Sequence[TranscriptEvent] = (),
     *,
     limit: int = 15,
 ) -> list[str]:
@@ -234,7 +211,7 @@ def explain(
     call_sid: str,
     verdict: Verdict,
     samples: Sequence[Second],
-    said: Sequence[Said] = (),
+    said: Sequence[TranscriptEvent] = (),
     *,
     problems: Sequence[str] = (),
 ) -> list[str]:
@@ -257,7 +234,7 @@ def summary(go_calls: int, calls: int) -> str:
     return f"{'GO' if go_calls == calls else 'NO-GO'}: {go_calls}/{calls} call(s) GO"
 
 
-def _pick_transcripts(said: Sequence[Said], n: int) -> list[Said]:
+def _pick_transcripts(said: Sequence[TranscriptEvent], n: int) -> list[TranscriptEvent]:
     """The first PARTIAL, the first FINAL and the last FINAL (or revision), when there are."""
     partials = [e for e in said if e.kind == "partial"]
     finals = [e for e in said if e.kind != "partial"]
