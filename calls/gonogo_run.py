@@ -207,6 +207,7 @@ def judge_calls(
             rx_drops_total=call.rx_drops if call is not None and call.ended_at else None,
             partials=figures.count("partial") if expect else None,
             finals=figures.count("final") if expect else None,
+            writes=selectors.call_write_times(call) if call is not None and call.ended_at else None,
             thresholds=thresholds,
         )
         if call is not None and call.shed:

@@ -436,6 +436,8 @@ class CallSession:
             ),
             "marks_sent": self.marks.sent,
             "marks_echoed": self.marks.echoed,
+            # Every STT write's time (histogram.Snapshot.encode): the GO/NO-GO rule's p99.
+            "write_ms_hist": self.rx.write_times.snapshot().encode(),
         }
 
     def alive_threads(self) -> list[str]:
