@@ -239,6 +239,13 @@ GOOGLE_TTS_VOICE = env.str("GOOGLE_TTS_VOICE", default="he-IL-Wavenet-A")
 GOOGLE_TTS_ENDPOINT = env.str("GOOGLE_TTS_ENDPOINT", default="texttospeech.googleapis.com")
 GOOGLE_TTS_TIMEOUT_S = env.float("GOOGLE_TTS_TIMEOUT_S", default=10.0)
 
+# --- Metrics --------------------------------------------------------------------------------------
+# GET /metrics (telephony/exporter.py) answers clients in these networks (loopback by default),
+# and anyone with `Authorization: Bearer <METRICS_BEARER_TOKEN>` (no token by default). A
+# request that came through a proxy (X-Forwarded-For, Forwarded, X-Real-IP) needs the token.
+METRICS_ALLOW_NETWORKS = env.list("METRICS_ALLOW_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -25,6 +25,7 @@ from telephony.media.framequeue import Control, FrameQueue, Item
 from telephony.media.marks import MarkTracker
 from telephony.media.rx import RxWorker
 from telephony.media.tx import Deliver, Prompt, TxWorker
+from telephony.metered import MeteredCall
 from telephony.metrics.meters import SecondMeter
 from telephony.metrics.stats import IntervalHistogram
 from telephony.observer import CallObserver
@@ -97,7 +98,8 @@ class CallSession:
         self.call_sid = call_sid
         self.stream_sid = stream_sid
         self.config = config or SessionConfig.from_settings()
-        self.observer = observer or CallObserver()
+        # What the call reports is also counted for /metrics on its way (telephony.metered).
+        self.observer = MeteredCall(observer or CallObserver())
         self.stt_engine = stt_engine
         self._render_prompt = render_prompt
         self._deliver = deliver
