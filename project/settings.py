@@ -248,11 +248,19 @@ METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# plain: the lines as operators grep them; json: one JSON object per line, figures as fields
+# (project/jsonlog.py), for log shippers.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "project.jsonlog.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "telephony": {"level": LOG_LEVEL},
@@ -260,3 +268,7 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+if LOG_FORMAT == "json":
+    # The servers' own lines (start-up, errors, requests) in the same format, once each.
+    for _name in ("uvicorn.error", "uvicorn.access", "daphne"):
+        LOGGING["loggers"][_name] = {"handlers": ["console"], "propagate": False}

@@ -35,7 +35,7 @@ from telephony.stt.none import NullSttSession
 from telephony.turns.bargein import BargeIn, Interruption
 from telephony.turns.endpointing import Endpointer
 from telephony.turns.replies import Replier, load_hook
-from telephony.turns.transcript import TranscriptEvent, transcript_line
+from telephony.turns.transcript import TranscriptEvent, transcript_fields, transcript_line
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ class CallSession:
             stt.speech_ended(utterance)
 
     def _on_transcript(self, event: TranscriptEvent) -> None:
-        log.info(transcript_line(event))
+        log.info(transcript_line(event), extra=transcript_fields(event))
         self.observer.transcript(event)
         if self.replier is not None:
             self.replier.transcript(event)
@@ -345,8 +345,8 @@ class CallSession:
             send_q=self.send_q_depth(),
             mark_rtt_ms=self.marks.take_window_rtt_ms(),
         )
-        log.info(sample.rx_line())
-        log.info(sample.tx_line())
+        log.info(sample.rx_line(), extra=sample.rx_fields())  # fields: LOG_FORMAT=json
+        log.info(sample.tx_line(), extra=sample.tx_fields())
         for name in self.marks.overdue(self.config.mark_timeout_s):
             log.warning(
                 "call=%s mark %s not echoed within %.0f s",
