@@ -212,6 +212,9 @@ VAD_MIN_SPEECH_MS = env.int("VAD_MIN_SPEECH_MS", default=60)
 WHISPER_THREADS = env.int("WHISPER_THREADS", default=2)
 WHISPER_DECODE_WORKERS = env.int("WHISPER_DECODE_WORKERS", default=1)
 WHISPER_PARTIAL_INTERVAL_MS = env.int("WHISPER_PARTIAL_INTERVAL_MS", default=1000)
+# Decode in child processes (telephony/stt/whisper_process.py): the model's Python-side work
+# then never holds the GIL the RX/TX threads wait for. false: decode in this process.
+WHISPER_DECODE_PROCESS = env.bool("WHISPER_DECODE_PROCESS", default=True)
 ESPEAK_VOICE = env.str("ESPEAK_VOICE", default="en-us")
 TTS_CACHE_DIR = env.path("TTS_CACHE_DIR", default=BASE_DIR / "var" / "tts-cache")
 
