@@ -224,19 +224,33 @@ def explain(
     said: Sequence[TranscriptEvent] = (),
     *,
     problems: Sequence[str] = (),
+    writes: Snapshot | None = None,
+    write_bound_ms: float = DEFAULT_THRESHOLDS.write_ms_p99_max,
 ) -> list[str]:
     """Return a call's verdict as an operator reads it: GO or NO-GO, why, and the lines showing it.
 
     `problems` are faults found outside the figures (the call failed, its end is missing); a
     call with any is NO-GO. The first line is the verdict, then one `  - ` line per problem and
-    failed rule (with where to look), then the log lines that show it, indented by four.
+    failed rule (with where to look), the spread of the call's STT writes if known, then the
+    log lines that show it, indented by four.
     """
     go = verdict.go is True and not problems
     lines = [f"{call_sid}: {'GO' if go else 'NO-GO'}"]
     lines += [f"  - {problem}" for problem in problems]
     lines += [f"  - {finding.reason}: {finding.hint}" for finding in verdict.findings]
+    if writes is not None and writes.count:
+        lines.append(writes_line(writes, write_bound_ms))
     lines += [f"    {line}" for line in evidence(verdict, samples, said)]
     return lines
+
+
+def writes_line(writes: Snapshot, bound_ms: float) -> str:
+    """Return the spread of a call's STT writes in one line (what the write rule judged)."""
+    return (
+        f"  STT writes: {writes.count}; p50 {writes.percentile(50):.2f} ms, p99 "
+        f"{writes.percentile(99):.2f} ms, max {writes.max_ms:.2f} ms; "
+        f"{writes.at_or_above(bound_ms)} at or over {bound_ms:g} ms"
+    )
 
 
 def summary(go_calls: int, calls: int) -> str:

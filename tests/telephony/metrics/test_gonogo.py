@@ -324,3 +324,14 @@ def test_slow_stt_writes_are_no_go() -> None:
     samples = healthy()
     samples[4] = sample("CA1", 4, write_ms=1.0)
     assert judge(samples).reasons == ("write_ms p99=1.00 (>= 1)",)
+
+
+def test_the_explanation_shows_the_spread_of_every_write_when_it_is_known() -> None:
+    samples = run(12)
+    times = writes(995, 5, slow_ms=3.0)
+    lines = explain("CA1", judge(samples, writes=times), samples, writes=times)
+    assert lines[:2] == [
+        "CA1: GO",
+        "  STT writes: 1000; p50 0.10 ms, p99 0.10 ms, max 3.00 ms; 5 at or over 1 ms",
+    ]
+    assert lines[2:] == [f"    {line}" for line in evidence(judge(samples), samples)]
