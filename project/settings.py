@@ -215,6 +215,8 @@ WHISPER_PARTIAL_INTERVAL_MS = env.int("WHISPER_PARTIAL_INTERVAL_MS", default=100
 # Decode in child processes (telephony/stt/whisper_process.py): the model's Python-side work
 # then never holds the GIL the RX/TX threads wait for. false: decode in this process.
 WHISPER_DECODE_PROCESS = env.bool("WHISPER_DECODE_PROCESS", default=True)
+# The decoder processes' CPU priority, lowered by this much: the audio threads come first.
+WHISPER_DECODE_NICE = env.int("WHISPER_DECODE_NICE", default=10)
 ESPEAK_VOICE = env.str("ESPEAK_VOICE", default="en-us")
 TTS_CACHE_DIR = env.path("TTS_CACHE_DIR", default=BASE_DIR / "var" / "tts-cache")
 

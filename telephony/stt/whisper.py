@@ -150,10 +150,12 @@ class WhisperSttEngine(SttEngine):
         partial_interval_ms: int = 1000,
         preroll_ms: int = 260,
         in_process: bool = False,
+        decode_nice: int = 0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._model_path = model_path
         self.in_process = in_process
+        self.decode_nice = decode_nice
         self._cpu_threads = cpu_threads
         self._decode_workers = decode_workers
         self.partial_interval_ms = partial_interval_ms
@@ -179,6 +181,7 @@ class WhisperSttEngine(SttEngine):
             # The VAD confirms speech min_speech_ms after it began: keep ~200 ms before that.
             preroll_ms=200 + settings.VAD_MIN_SPEECH_MS,
             in_process=not settings.WHISPER_DECODE_PROCESS,
+            decode_nice=settings.WHISPER_DECODE_NICE,
         )
 
     def warm_up(self) -> None:
@@ -200,6 +203,7 @@ class WhisperSttEngine(SttEngine):
                     name=f"whisper-decoder-{i + 1}",
                     cpu_threads=self._cpu_threads,
                     model_path=self._model_path,
+                    nice=self.decode_nice,
                 )
                 decoder.start()
                 self.decoders.append(decoder)
@@ -209,10 +213,11 @@ class WhisperSttEngine(SttEngine):
             atexit.register(self.stop_decoders)
             self.load_seconds = time.perf_counter() - started
             logger.info(
-                "whisper: %d decoder process(es) ready in %.0f ms (cpu_threads=%d, pids %s)",
+                "whisper: %d decoder process(es) ready in %.0f ms (threads %d, nice %d, pids %s)",
                 len(self.decoders),
                 self.load_seconds * 1000,
                 self._cpu_threads,
+                self.decode_nice,
                 [d.pid for d in self.decoders],
             )
 

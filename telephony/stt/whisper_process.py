@@ -6,6 +6,12 @@ A decode is mostly native work (CTranslate2, numpy) but also tens of millisecond
 took over 1 ms (BENCHMARKS.md, GO/NO-GO). Here the model lives in a child with a GIL of its own;
 the server's decode thread only writes the audio to a pipe and waits, GIL released, for the text.
 
+The child also runs at a lower CPU priority (`nice`, WHISPER_DECODE_NICE): a decode keeps
+CTranslate2's threads busy on every core for half a second, and at the same priority an RX
+thread whose tick came waited for a core behind them (the slow writes traced were waiting for a
+CPU, not for the GIL: BENCHMARKS.md). At nice 10 the audio threads take a core from it at once;
+decodes get whatever the line leaves.
+
 The protocol on the child's stdin/stdout: a 4-byte big-endian length, then that many bytes. In:
 8 kHz mu-law audio. Out: the text in UTF-8 (the first frame, "ready", once the model is
 loaded). The child ignores SIGINT and SIGTERM (a server draining its calls at SIGTERM still
@@ -69,10 +75,12 @@ class DecoderProcess:
         name: str,
         cpu_threads: int,
         model_path: str | None = None,
+        nice: int = 0,
         start_timeout_s: float = 120.0,
     ) -> None:
         self.name = name
         self._cpu_threads = cpu_threads
+        self._nice = nice
         self._model_path = model_path
         self._start_timeout_s = start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
@@ -85,6 +93,7 @@ class DecoderProcess:
     def start(self) -> float:
         """Start the child and wait until its model is loaded; return how long that took (s)."""
         command = [sys.executable, "-m", __name__, "--threads", str(self._cpu_threads)]
+        command += ["--nice", str(self._nice)]
         if self._model_path:
             command += ["--model", self._model_path]
         env = dict(os.environ)
@@ -173,7 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="CTranslate2 CPU threads")
     parser.add_argument("--model", default=None, help="model directory (default: the package's)")
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority")
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)  # before the model starts its threads: they inherit it
     # The server drains its calls at SIGTERM (and ^C reaches the whole process group): keep
     # decoding their last utterances; stdin closing is what ends this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

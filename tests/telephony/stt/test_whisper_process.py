@@ -96,3 +96,20 @@ def test_closing_stdin_ends_the_child() -> None:
     process = decoder._process
     decoder.stop(timeout=10)
     assert process.returncode == 0
+
+
+def test_the_decoder_runs_at_a_lower_cpu_priority_than_the_server() -> None:
+    decoder = DecoderProcess(name="test-decoder", cpu_threads=1, nice=10)
+    decoder.start()
+    try:
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, decoder.pid) == min(19, ours + 10)
+        # CTranslate2's threads are started after the nice: every one of them has it too.
+        tasks = os.listdir(f"/proc/{decoder.pid}/task")
+        assert len(tasks) > 1
+        for tid in tasks:
+            with open(f"/proc/{decoder.pid}/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            assert int(fields[16]) == min(19, ours + 10)  # field 19 of stat: nice
+    finally:
+        decoder.stop()
