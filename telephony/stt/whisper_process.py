@@ -1,16 +1,13 @@
 """Whisper's decodes in a child process, so the call path never waits for them.
 
 A decode is mostly native work (CTranslate2, numpy) but also tens of milliseconds of Python
-(features, tokens, segments) holding the GIL: in the server's own process an RX thread whose
-20 ms tick came waited for it, up to the switch interval, and one STT write in a few hundred
-took over 1 ms (BENCHMARKS.md, GO/NO-GO). Here the model lives in a child with a GIL of its own;
-the server's decode thread only writes the audio to a pipe and waits, GIL released, for the text.
+(features, tokens, segments): in a child, none of it takes the server's GIL, and the server's
+decode thread only writes the audio to a pipe and waits, GIL released, for the text.
 
 The child also runs at a lower CPU priority (`nice`, WHISPER_DECODE_NICE): a decode keeps
-CTranslate2's threads busy on every core for half a second, and at the same priority an RX
-thread whose tick came waited for a core behind them (the slow writes traced were waiting for a
-CPU, not for the GIL: BENCHMARKS.md). At nice 10 the audio threads take a core from it at once;
-decodes get whatever the line leaves.
+CTranslate2's threads busy on every core for half a second, and the RX writes traced over
+1 ms were waits for a core, not for the GIL (BENCHMARKS.md, GO/NO-GO). At nice 10 a waking
+audio thread takes a core from the decoder; decodes get whatever the line leaves.
 
 The protocol on the child's stdin/stdout: a 4-byte big-endian length, then that many bytes. In:
 8 kHz mu-law audio. Out: the text in UTF-8 (the first frame, "ready", once the model is
