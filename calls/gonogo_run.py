@@ -29,6 +29,7 @@ from calls.gonogo_console import Table
 from calls.models import Call
 from telephony.media.audio import SILENCE_FRAME
 from telephony.metrics.gonogo import DEFAULT_THRESHOLDS, Thresholds, Verdict, explain, judge
+from telephony.metrics.histogram import Snapshot
 from telephony.metrics.meters import SecondSample
 from telephony.testing.caller import CallReport, dial, new_sid, run, shared_ticker, speech_audio
 from telephony.turns.transcript import TranscriptEvent
@@ -158,6 +159,8 @@ class CallResult:
     figures: CallFigures
     verdict: Verdict
     problems: tuple[str, ...] = ()
+    writes: Snapshot | None = None  # every STT write of the call, when its end was recorded
+    write_bound_ms: float = DEFAULT_THRESHOLDS.write_ms_p99_max
 
     @property
     def go(self) -> bool:
@@ -166,7 +169,15 @@ class CallResult:
     def explained(self) -> list[str]:
         """Return the verdict as an operator reads it, with its reasons and log lines."""
         seconds, said = self.figures.ordered_seconds(), self.figures.said
-        return explain(self.figures.call_sid, self.verdict, seconds, said, problems=self.problems)
+        return explain(
+            self.figures.call_sid,
+            self.verdict,
+            seconds,
+            said,
+            problems=self.problems,
+            writes=self.writes,
+            write_bound_ms=self.write_bound_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,17 +212,21 @@ def judge_calls(
         if call is None or call.ended_at is None:
             problems.append("the server did not record the call's end")
         engine = call.stt_engine if call is not None else "?"
+        writes = selectors.call_write_times(call) if call is not None and call.ended_at else None
         expect = transcripts == "yes" or (transcripts == "auto" and engine != "none")
         verdict = judge(
             list(figures.seconds.values()),
             rx_drops_total=call.rx_drops if call is not None and call.ended_at else None,
             partials=figures.count("partial") if expect else None,
             finals=figures.count("final") if expect else None,
+            writes=writes,
             thresholds=thresholds,
         )
         if call is not None and call.shed:
             problems.append(f"the recorder shed rows {call.shed}: figures incomplete")
-        results.append(CallResult(figures, verdict, tuple(problems)))
+        results.append(
+            CallResult(figures, verdict, tuple(problems), writes, thresholds.write_ms_p99_max)
+        )
     return results
 
 

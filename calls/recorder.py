@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Concatenate, ParamSpec
@@ -31,6 +31,9 @@ from django.db import (
     connection,
 )
 from django.utils import timezone
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from calls.batch import BatchWriter
 from calls.rowqueue import Item, RowQueue
@@ -371,6 +374,49 @@ class Recorder:
 _recorder: Recorder | None = None
 _recorder_pid: int | None = None
 _recorder_lock = threading.Lock()
+
+
+class RecorderMetrics(Collector):
+    """The recorder's counts for /metrics (`telephony_recorder_*`), read when scraped.
+
+    Reads the process's recorder if it has started; a scrape never starts one.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        recorder = _recorder if _recorder_pid == os.getpid() else None
+        stats = recorder.stats() if recorder is not None else None
+        yield CounterMetricFamily(
+            "telephony_recorder_shed",
+            "Rows shed by the recorder's full queue (partials, per-second figures).",
+            value=sum(stats.shed.values()) if stats else 0,
+        )
+        yield CounterMetricFamily(
+            "telephony_recorder_lost",
+            "Rows the recorder could not write or keep (FINALs, calls, events among them).",
+            value=sum(stats.lost.values()) if stats else 0,
+        )
+        yield CounterMetricFamily(
+            "telephony_recorder_retries",
+            "Database writes the recorder retried (the database was slow or down).",
+            value=stats.retries if stats else 0,
+        )
+        yield GaugeMetricFamily(
+            "telephony_recorder_queue_rows",
+            "Rows waiting for the recorder's writer.",
+            value=stats.queued if stats else 0,
+        )
+
+
+_metrics_registered = False
+
+
+def register_metrics(registry: CollectorRegistry = REGISTRY) -> None:
+    """Show the recorder's counts on /metrics (once per process)."""
+    global _metrics_registered
+    with _recorder_lock:
+        if not _metrics_registered:
+            registry.register(RecorderMetrics())
+            _metrics_registered = True
 
 
 def get_recorder() -> Recorder:

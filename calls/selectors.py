@@ -1,5 +1,6 @@
 """Reads for the admin's call review, the live page and the GO/NO-GO check."""
 
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,8 +12,11 @@ from django.db.models import Q, QuerySet
 
 from calls.live import sample_message
 from calls.models import Call, CallEvent, MetricSample, Transcript
+from telephony.metrics.histogram import Snapshot
 from telephony.metrics.meters import FIGURES, SecondSample
 from telephony.turns.transcript import TranscriptEvent
+
+log = logging.getLogger(__name__)
 
 LIVE_HISTORY_S = 60  # seconds of figures a live page starts with, per call
 # An active call not seen for this long is left off the live page (its process is likely gone;
@@ -151,3 +155,15 @@ def transcripts_recorded_after(
 def calls_by_sid(*, call_sids: Collection[str]) -> dict[str, Call]:
     """Return the call rows recorded so far of the given CallSids."""
     return {call.call_sid: call for call in Call.objects.filter(call_sid__in=list(call_sids))}
+
+
+def call_write_times(call: Call) -> Snapshot | None:
+    """Return the time of every STT write of an ended call, if its stream reported them."""
+    encoded = call.extra.get("write_ms_hist")
+    if not encoded:
+        return None
+    try:
+        return Snapshot.decode(str(encoded))
+    except ValueError as exc:
+        log.warning("call %s: write times unreadable (%s); judged per second", call.call_sid, exc)
+        return None

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from calls import selectors
 from calls.models import Call, CallEvent, MetricSample, Transcript
 from calls.rows import CallAnswer, EventData, GreetingPlayed, StreamEnd, StreamStart
 from telephony.metrics.gonogo import Thresholds, judge
@@ -207,6 +208,7 @@ def call_ended(end: StreamEnd, *, shed: Mapping[str, int] | None = None) -> Call
         verdict = judge(
             list(MetricSample.objects.filter(call=call)),
             rx_drops_total=int(totals["rx_drops"]) if "rx_drops" in totals else None,
+            writes=selectors.call_write_times(call),
             thresholds=Thresholds(write_ms_p99_max=settings.GO_WRITE_MS_P99_MAX),
         )
         call.go = verdict.go

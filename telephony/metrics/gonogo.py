@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from telephony.metrics.histogram import Snapshot
 from telephony.metrics.stats import percentile, slope
 from telephony.turns.transcript import TranscriptEvent, transcript_line
 
@@ -92,9 +93,15 @@ def judge(
     rx_drops_total: int | None = None,
     partials: int | None = None,
     finals: int | None = None,
+    writes: Snapshot | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> Verdict:
-    """Judge a call by the rules; `partials`/`finals` only when the caller spoke."""
+    """Judge a call by the rules; `partials`/`finals` only when the caller spoke.
+
+    `writes` is the time of every STT write of the call (`RxWorker.write_times`): the write
+    rule takes their p99. Without it (a call recorded before writes were kept) the rule falls
+    back to the p99 of the per-second maxima, which over 30 s is the single slowest write.
+    """
     t = thresholds
     ordered = sorted(samples, key=lambda s: s.second)
     # The first and the last second are partial (the stream starts and stops inside them).
@@ -133,7 +140,10 @@ def judge(
         at = tuple(s.second for s in ordered if s.tx_drops > 0)
         findings.append(Finding("tx_drops", f"TX drops={tx_drops}", HINT_TX_DROPS, at))
 
-    p99 = percentile([s.write_ms for s in steady], 99)
+    if writes is not None and writes.count:
+        p99 = writes.percentile(99)  # to 10 µs, below: exact against a bound on that step
+    else:
+        p99 = percentile([s.write_ms for s in steady], 99)
     if p99 >= t.write_ms_p99_max:
         at = tuple(s.second for s in steady if s.write_ms >= t.write_ms_p99_max)
         reason = f"write_ms p99={p99:.2f} (>= {t.write_ms_p99_max:g})"
@@ -214,19 +224,33 @@ def explain(
     said: Sequence[TranscriptEvent] = (),
     *,
     problems: Sequence[str] = (),
+    writes: Snapshot | None = None,
+    write_bound_ms: float = DEFAULT_THRESHOLDS.write_ms_p99_max,
 ) -> list[str]:
     """Return a call's verdict as an operator reads it: GO or NO-GO, why, and the lines showing it.
 
     `problems` are faults found outside the figures (the call failed, its end is missing); a
     call with any is NO-GO. The first line is the verdict, then one `  - ` line per problem and
-    failed rule (with where to look), then the log lines that show it, indented by four.
+    failed rule (with where to look), the spread of the call's STT writes if known, then the
+    log lines that show it, indented by four.
     """
     go = verdict.go is True and not problems
     lines = [f"{call_sid}: {'GO' if go else 'NO-GO'}"]
     lines += [f"  - {problem}" for problem in problems]
     lines += [f"  - {finding.reason}: {finding.hint}" for finding in verdict.findings]
+    if writes is not None and writes.count:
+        lines.append(writes_line(writes, write_bound_ms))
     lines += [f"    {line}" for line in evidence(verdict, samples, said)]
     return lines
+
+
+def writes_line(writes: Snapshot, bound_ms: float) -> str:
+    """Return the spread of a call's STT writes in one line (what the write rule judged)."""
+    return (
+        f"  STT writes: {writes.count}; p50 {writes.percentile(50):.2f} ms, p99 "
+        f"{writes.percentile(99):.2f} ms, max {writes.max_ms:.2f} ms; "
+        f"{writes.at_or_above(bound_ms)} at or over {bound_ms:g} ms"
+    )
 
 
 def summary(go_calls: int, calls: int) -> str:

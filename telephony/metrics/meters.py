@@ -35,6 +35,28 @@ class SecondSample:
     def tx_line(self) -> str:
         return f"[TX] call={self.call_sid} fps={self.tx_fps} q={self.tx_q} drops={self.tx_drops}"
 
+    def rx_fields(self) -> dict[str, str | int | float]:
+        """Return the `[RX]` line's figures by the line's own names (a JSON log's fields)."""
+        return {
+            "line": "RX",
+            "call": self.call_sid,
+            "fps_in": self.fps_in,
+            "q": self.rx_q,
+            "drops": self.rx_drops,
+            "write_ms": round(self.write_ms, 2),
+        }
+
+    def tx_fields(self) -> dict[str, str | int | float]:
+        """Return the `[TX]` line's figures by the line's own names (a JSON log's fields)."""
+        return {
+            "line": "TX",
+            "call": self.call_sid,
+            "fps": self.tx_fps,
+            "q": self.tx_q,
+            "drops": self.tx_drops,
+            "send_q": self.send_q,
+        }
+
 
 # A second is named by its call, its number and its time; every other field is a figure. The
 # writers, the readers and the live page take the figure names from here; `MetricSample` has a

@@ -7,6 +7,7 @@ The suite runs these on SQLite by default; `test_postgres.py` runs them again on
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -16,6 +17,7 @@ from pytest_django.fixtures import Settings
 from calls import services
 from calls.models import Call, CallEvent, MetricSample, Transcript
 from calls.rows import CallAnswer, EventData, GreetingPlayed, StreamEnd
+from telephony.metrics.histogram import Durations
 from tests.helpers.calls import START, started
 from tests.helpers.figures import T0, said, sample
 
@@ -178,7 +180,7 @@ def end(
     call_sid: str,
     *,
     ended_at: datetime = START + timedelta(seconds=8),
-    totals: dict[str, int] | None = None,
+    totals: dict[str, Any] | None = None,
 ) -> Call:
     """Close a call as the stream's stop does."""
     return services.call_ended(
@@ -209,6 +211,30 @@ def test_the_write_ms_bound_of_the_recorded_verdict_is_a_setting(settings: Setti
         ended = end(call_sid)
         verdicts.append((ended.go, ended.go_reasons))
     assert verdicts == [(False, ["write_ms p99=1.50 (>= 1)"]), (True, [])]
+
+
+def test_the_recorded_verdict_takes_the_p99_of_every_write_the_stream_reported() -> None:
+    samples = [sample("CA1", s) for s in range(8)]
+    samples[4] = sample("CA1", 4, write_ms=1.5)  # one slow write: its second's maximum
+    verdicts = []
+    for slow in (1, 4):  # of 300 writes: 0.3 % (GO), then 1.3 % (NO-GO)
+        times = Durations()
+        for ms in [0.2] * (300 - slow) + [1.5] * slow:
+            times.add(ms)
+        call_sid = f"CA-slow-{slow}"
+        call = started(call_sid)
+        rows = [sample(call_sid, s.second, write_ms=s.write_ms) for s in samples]
+        services.metric_samples_create(samples=rows, call_ids={call_sid: call.pk})
+        ended = end(call_sid, totals={"write_ms_hist": times.snapshot().encode()})
+        verdicts.append((ended.go, ended.go_reasons))
+    assert verdicts == [(True, []), (False, ["write_ms p99=1.50 (>= 1)"])]
+    # What the stream reported is kept with the call.
+    assert Call.objects.get(call_sid="CA-slow-4").extra["write_ms_hist"].endswith(",150:4")
+    # A value nobody can read is judged per second, as before.
+    call = started("CA-garbled")
+    rows = [sample("CA-garbled", s.second, write_ms=s.write_ms) for s in samples]
+    services.metric_samples_create(samples=rows, call_ids={"CA-garbled": call.pk})
+    assert end("CA-garbled", totals={"write_ms_hist": "nonsense"}).go is False
 
 
 def test_the_greeting_time_is_the_first_one() -> None:

@@ -16,6 +16,7 @@ from telephony.metrics.gonogo import (
     judge,
     summary,
 )
+from telephony.metrics.histogram import Durations, Snapshot
 from telephony.metrics.meters import SecondSample
 from telephony.turns.transcript import TranscriptEvent
 from tests.helpers.figures import sample
@@ -149,6 +150,33 @@ def test_write_ms_p99_of_one_millisecond_is_no_go() -> None:
     assert judge(long).go is True
     long[30] = second(30, write_ms=5.0)
     assert judge(long).reasons == ("write_ms p99=5.00 (>= 1)",)
+
+
+def writes(fast: int, slow: int, *, fast_ms: float = 0.1, slow_ms: float = 1.2) -> Snapshot:
+    times = Durations()
+    for _ in range(fast):
+        times.add(fast_ms)
+    for _ in range(slow):
+        times.add(slow_ms)
+    return times.snapshot()
+
+
+def test_with_every_write_kept_the_rule_takes_the_p99_of_all_writes() -> None:
+    # 30 s at 50 writes a second; one slow write in each of three seconds: the per-second
+    # maxima's p99 is a slow second (NO-GO), while 99 % of the writes were fast (GO).
+    samples = run(30, write_ms=lambda s: 1.2 if s in (5, 15, 25) else 0.1)
+    assert judge(samples).reasons == ("write_ms p99=1.20 (>= 1)",)
+    assert judge(samples, writes=writes(1497, 3)).go is True
+    # Fifteen slow writes of 1,500 are 1 %: still GO; sixteen are not.
+    assert judge(samples, writes=writes(1485, 15)).go is True
+    verdict = judge(samples, writes=writes(1484, 16))
+    assert verdict.reasons == ("write_ms p99=1.20 (>= 1)",)
+    assert verdict.findings[0].seconds == (5, 15, 25)  # the seconds whose maximum shows it
+    # The bound is exact: a p99 of 0.99 ms passes, 1.00 ms does not.
+    assert judge(samples, writes=writes(1000, 0, fast_ms=0.999)).go is True
+    assert judge(samples, writes=writes(1000, 0, fast_ms=1.0)).go is False
+    # No writes kept (e.g. no STT session ever opened): the per-second rule as before.
+    assert judge(samples, writes=Durations().snapshot()).go is False
 
 
 def test_a_run_with_speech_needs_a_partial_and_a_final() -> None:
@@ -296,3 +324,14 @@ def test_slow_stt_writes_are_no_go() -> None:
     samples = healthy()
     samples[4] = sample("CA1", 4, write_ms=1.0)
     assert judge(samples).reasons == ("write_ms p99=1.00 (>= 1)",)
+
+
+def test_the_explanation_shows_the_spread_of_every_write_when_it_is_known() -> None:
+    samples = run(12)
+    times = writes(995, 5, slow_ms=3.0)
+    lines = explain("CA1", judge(samples, writes=times), samples, writes=times)
+    assert lines[:2] == [
+        "CA1: GO",
+        "  STT writes: 1000; p50 0.10 ms, p99 0.10 ms, max 3.00 ms; 5 at or over 1 ms",
+    ]
+    assert lines[2:] == [f"    {line}" for line in evidence(judge(samples), samples)]
