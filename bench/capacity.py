@@ -75,6 +75,13 @@ def parse_args() -> argparse.Namespace:
         help="log where each RX write of 1 ms or more spent its time, and sum it per trial "
         "(serves bench/write_trace_asgi.py)",
     )
+    parser.add_argument(
+        "--trace-writes-ms",
+        type=float,
+        default=1.0,
+        metavar="MS",
+        help="with --trace-writes: trace writes of this many ms or more (default 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 calls x 5 s: a smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -142,7 +149,10 @@ def run_trial(engine: str, n: int, args: argparse.Namespace) -> Trial:
     os.environ["DATABASE_URL"] = database
     loaded = common.load()
     ramp = min(5.0, 0.05 * n)
-    with common.server_for(args, {"STT_ENGINE": engine}) as server:
+    env = {"STT_ENGINE": engine}
+    if args.trace_writes:
+        env["TRACE_WRITE_MS"] = f"{args.trace_writes_ms:g}"
+    with common.server_for(args, env) as server:
         time.sleep(1.0)  # let start-up settle before the idle reading
         idle = common.rss_mb(server.process.pid)
         meter = common.Meter(server.process.pid)
@@ -173,7 +183,16 @@ def run_trial(engine: str, n: int, args: argparse.Namespace) -> Trial:
     if verdict is None:
         reasons = [f"gonogo gave no verdict: {out[-500:]!r}"]
     return Trial(
-        slow_writes=slow_writes(log) if args.trace_writes else "",
+        slow_writes=(
+            "\n      ".join(
+                [
+                    slow_writes(log, args.trace_writes_ms),
+                    *re.findall(r"^  (STT writes: .*)$", out, re.MULTILINE),  # gonogo's, per call
+                ]
+            )
+            if args.trace_writes
+            else ""
+        ),
         calls=n,
         go=gonogo.returncode == 0 and verdict is not None and verdict.group(1) == "GO",
         go_calls=verdict.group(2) if verdict else "?",
@@ -190,18 +209,21 @@ def run_trial(engine: str, n: int, args: argparse.Namespace) -> Trial:
 SLOW = re.compile(r"slow write \S+: ([\d.]+) ms = cpu ([\d.]+) \+ runqueue ([\d.]+) \+ blocked")
 
 
-def slow_writes(log: str) -> str:
+def slow_writes(log: str, threshold_ms: float = 1.0) -> str:
     """Sum the server's `slow write` trace lines: how long the writes took, and where."""
     rows = [tuple(float(x) for x in m) for m in SLOW.findall(log)]
     if not rows:
-        return "RX writes of 1 ms or more: none"
+        return f"RX writes of {threshold_ms:g} ms or more: none"
     # schedstat accounts a wait when the thread gets the CPU, so a wait that began just
     # before the write can land inside it: compare the totals, not single writes.
     wall, cpu, runqueue = (sum(r[i] for r in rows) for i in range(3))
     waited = sum(r[2] >= r[0] / 2 for r in rows)
+    blocked = sum(r[0] - r[1] - r[2] >= r[0] / 2 for r in rows)
     return (
-        f"RX writes of 1 ms or more: {len(rows)}, {wall:.1f} ms in all: on a CPU {cpu:.1f} ms, "
-        f"waiting for one {runqueue:.1f} ms; {waited} of {len(rows)} mostly waiting for a CPU"
+        f"RX writes of {threshold_ms:g} ms or more: {len(rows)}, {wall:.1f} ms in all: on a CPU "
+        f"{cpu:.1f} ms, waiting for one {runqueue:.1f} ms, blocked (GIL, a lock) "
+        f"{wall - cpu - runqueue:.1f} ms; {waited} of {len(rows)} mostly waiting for a CPU, "
+        f"{blocked} mostly blocked"
     )
 
 

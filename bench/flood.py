@@ -150,7 +150,7 @@ def flood_run(args: argparse.Namespace, limit: str, audio: bytes) -> None:
 
 def rss_slope(values: list[float]) -> float:
     """Least-squares slope of one-second RSS readings, in MB per second."""
-    from telephony.metrics.gonogo import slope
+    from telephony.metrics.stats import slope
 
     return slope(list(enumerate(values)))
 

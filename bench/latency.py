@@ -68,7 +68,7 @@ def main() -> None:
     common.setup_django(common.temp_database())
     from django.conf import settings
 
-    from calls.management.commands.gonogo import speech_plan
+    from calls.gonogo_run import speech_plan
     from telephony.testing.caller import dial, run, speech_audio
 
     token = settings.TWILIO_AUTH_TOKEN

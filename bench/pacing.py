@@ -3,6 +3,7 @@
     python bench/pacing.py                           # 1, 10, 50, 100 calls x 30 s
     python bench/pacing.py --levels 50 --seconds 60
     python bench/pacing.py --quick                   # 2 calls x 4 s (the smoke test)
+    python bench/pacing.py --levels 50 --scrape-every 5   # with Prometheus reading /metrics
 
 The server (STT_ENGINE=none, RX_CADENCE_STATS=1) runs on one core, the simulated callers on the
 other. Per level it prints:
@@ -13,7 +14,9 @@ other. Per level it prints:
   histograms merged (RX_CADENCE_STATS), and fps_in ([RX] lines);
 - real time: audio delivered per wall second (1.000 = real time), TX as the callers received
   it and RX as the server wrote it to STT, over the steady part of the run;
-- the server's CPU and RSS per call (steady window), and the callers' own CPU.
+- the server's CPU and RSS per call (steady window), and the callers' own CPU;
+- with --scrape-every S: GET /metrics every S seconds through the run, as Prometheus does (the
+  scrapes' own time is printed, and their CPU is in the server's).
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ def parse_args() -> argparse.Namespace:
         help="py-spy the server over each level's steady window (GIL samples, raw stacks to "
         "PATH.<calls>) and print where the time went",
     )
+    parser.add_argument(
+        "--scrape-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="GET /metrics every S seconds while the calls run (0: never)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 calls x 4 s: a smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -54,7 +64,7 @@ def main() -> None:
     common.setup_django(common.temp_database())
     from django.conf import settings
 
-    from calls.management.commands.gonogo import UTTERANCES, speech_plan
+    from calls.gonogo_run import UTTERANCES, speech_plan
     from telephony.testing.caller import run, speech_audio
 
     audio, tail, _ = speech_plan(
@@ -73,9 +83,12 @@ def main() -> None:
                     tail_s=tail,
                     token=settings.TWILIO_AUTH_TOKEN,
                     profile=f"{args.profile}.{n}" if args.profile else None,
+                    scrape_every_s=args.scrape_every,
                 )
             )
             print(figures.row(), flush=True)
+            if figures.scrapes:
+                print(f"      {figures.scrapes}", flush=True)
             if args.profile:
                 print(common.profile_summary(f"{args.profile}.{n}"), flush=True)
 
@@ -108,6 +121,7 @@ class Level:
     caller_share: float
     load: str
     failed: str = ""
+    scrapes: str = ""  # with --scrape-every: how many, and how long each took
 
     @property
     def server_pct_per_call(self) -> float:
@@ -134,6 +148,7 @@ async def level(
     tail_s: float,
     token: str,
     profile: str | None = None,
+    scrape_every_s: float = 0.0,
 ) -> Level:
     """Run `n` calls at once and measure them."""
     from telephony.metrics.stats import histogram_percentile
@@ -164,6 +179,12 @@ async def level(
         srv.end(), callers.end()
 
     sampler = asyncio.create_task(sample())
+    scrape_ms: list[float] = []
+    scraper = (
+        asyncio.create_task(scrape(server.base_url, scrape_every_s, scrape_ms))
+        if scrape_every_s > 0
+        else None
+    )
     reports = await dial_many(
         n,
         server.base_url,
@@ -175,6 +196,8 @@ async def level(
         on_progress=on_progress,
     )
     await sampler
+    if scraper is not None:
+        scraper.cancel()
     failed = [r for r in reports if not r.ok]
     logs = await wait_for_ends(server, [r.call_sid for r in reports])
 
@@ -207,7 +230,28 @@ async def level(
         caller_share=callers.share,
         load=loaded,
         failed="" if not failed else f"  {len(failed)} FAILED: {failed[0].error}",
+        scrapes=(
+            f"/metrics scraped {len(scrape_ms)} times: {mean(scrape_ms):.1f} ms each on "
+            f"average, {max(scrape_ms):.1f} at most (request to last byte)"
+            if scrape_ms
+            else ""
+        ),
     )
+
+
+async def scrape(base_url: str, every_s: float, took_ms: list[float]) -> None:
+    """GET /metrics every `every_s` seconds (in a thread: the callers' loop must not wait)."""
+    import urllib.request
+
+    def get() -> float:
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:
+            response.read()
+        return (time.perf_counter() - t0) * 1000
+
+    while True:
+        await asyncio.sleep(every_s)
+        took_ms.append(await asyncio.to_thread(get))
 
 
 def mean(values: list[float]) -> float:

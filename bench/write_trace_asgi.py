@@ -1,8 +1,9 @@
 """The app as it ships, with every slow RX write traced: served by `capacity.py --trace-writes`.
 
-A diagnosis, not a change: each RX write of 1 ms or more (the write_ms bound of GO/NO-GO) is
-logged with where its time went, from the RX thread's own schedstat: on a CPU, waiting for one
-(runqueue: the core was busy), or neither (blocked: waiting for the GIL or a lock).
+A diagnosis, not a change: each RX write of TRACE_WRITE_MS or more (default 1 ms, the write_ms
+bound of GO/NO-GO; lower it to see more of the tail) is logged with where its time went, from
+the RX thread's own schedstat: on a CPU, waiting for one (runqueue: the core was busy), or
+neither (blocked: waiting for the GIL or a lock).
 `capacity.py` sums these lines per trial. The shipped `RxWorker._write_one` is wrapped, not
 copied, so the trace always measures the code as it is.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable
 
@@ -19,7 +21,7 @@ from telephony.media.rx import RxWorker
 
 log = logging.getLogger(__name__)
 
-SLOW_WRITE_MS = 1.0
+SLOW_WRITE_MS = float(os.environ.get("TRACE_WRITE_MS", "1.0"))
 
 
 def schedstat() -> tuple[int, int]:

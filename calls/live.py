@@ -13,30 +13,35 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer
 
-from telephony.metrics.meters import SecondSample
+from telephony.metrics.meters import FIGURES, SecondSample
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 METRICS_GROUP = "call_metrics"
 PUBLISH_TIMEOUT_S = 0.5  # a group_send slower than this is given up (Redis in trouble)
 
-# The figures a sample carries, on the wire and in the page (the `[RX]`/`[TX]` line fields).
-SAMPLE_FIELDS = (
-    "second",
-    "fps_in",
-    "rx_q",
-    "rx_drops",
-    "rx_drops_total",
-    "write_ms",
-    "tx_fps",
-    "tx_q",
-    "tx_drops",
-    "tx_drops_total",
-    "send_q",
-    "mark_rtt_ms",
-)
+# What a sample carries, on the wire and in the page: its second and the `[RX]`/`[TX]` figures.
+SAMPLE_FIELDS = ("second", *FIGURES)
+# The live page's column headers where a figure's name alone would not do.
+COLUMN_LABELS = {
+    "fps_in": "RX fps_in",
+    "rx_q": "RX q",
+    "rx_drops": "RX drops",
+    "rx_drops_total": "RX drops total",
+    "tx_fps": "TX fps",
+    "tx_q": "TX q",
+    "tx_drops": "TX drops",
+    "tx_drops_total": "TX drops total",
+    "send_q": "send q",
+    "mark_rtt_ms": "mark rtt",
+}
 
 _last_failure_log = 0.0
+
+
+def columns() -> list[tuple[str, str]]:
+    """Return the live page's figure columns: (figure, header), in the figures' order."""
+    return [(name, COLUMN_LABELS.get(name, name)) for name in FIGURES]
 
 
 def epoch(at: datetime | float) -> float:
@@ -65,7 +70,7 @@ async def _send(layer: BaseChannelLayer | None, message: dict[str, Any]) -> bool
         now = time.monotonic()
         if now - _last_failure_log > 10:
             _last_failure_log = now
-            logger.warning("live metrics not published (%s: %s)", type(exc).__name__, exc)
+            log.warning("live metrics not published (%s: %s)", type(exc).__name__, exc)
         return False
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from calls import live, services
 from calls.recorder import get_recorder
+from calls.rows import CallAnswer
 from telephony.metrics.meters import SecondSample
 from telephony.observer import CallObserver, LineObserver
 from telephony.session import CallSession
@@ -46,18 +47,15 @@ class LineReports(LineObserver):
         self, *, call_sid: str, account_sid: str, from_number: str, to_number: str
     ) -> None:
         """Write the call's row now, so the admin shows it before its stream starts."""
-        answered = {
-            "call_sid": call_sid,
-            "account_sid": account_sid,
-            "from_number": from_number,
-            "to_number": to_number,
-        }
+        answer = CallAnswer(
+            call_sid=call_sid, account_sid=account_sid, from_number=from_number, to_number=to_number
+        )
         try:
-            services.call_answered(**answered)
+            services.call_answered(answer)
         except DatabaseError as exc:
             # The caller must still be answered: the recorder keeps the row until the DB is back.
             log.warning("call %s: database unavailable at answer (%s); row queued", call_sid, exc)
-            get_recorder().call_answered(**answered)
+            get_recorder().record(answer)
 
     def stream_status(self, *, call_sid: str, event: str, detail: str) -> None:
         """Keep Twilio's stream status callback as a call event."""

@@ -1,5 +1,7 @@
-"""Reads for the admin's call review and the live page."""
+"""Reads for the admin's call review, the live page and the GO/NO-GO check."""
 
+import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
@@ -10,6 +12,11 @@ from django.db.models import Q, QuerySet
 
 from calls.live import sample_message
 from calls.models import Call, CallEvent, MetricSample, Transcript
+from telephony.metrics.histogram import Snapshot
+from telephony.metrics.meters import FIGURES, SecondSample
+from telephony.turns.transcript import TranscriptEvent
+
+log = logging.getLogger(__name__)
 
 LIVE_HISTORY_S = 60  # seconds of figures a live page starts with, per call
 # An active call not seen for this long is left off the live page (its process is likely gone;
@@ -95,3 +102,68 @@ def calls_live_snapshot(*, now: datetime, history_s: int = LIVE_HISTORY_S) -> li
         }
         for c in calls
     ]
+
+
+def as_second(row: MetricSample, call_sid: str) -> SecondSample:
+    """Return a stored second as the session logged it."""
+    return SecondSample(
+        call_sid=call_sid,
+        second=row.second,
+        at=row.at.timestamp(),
+        **{name: getattr(row, name) for name in FIGURES},
+    )
+
+
+def as_event(row: Transcript, call_sid: str) -> TranscriptEvent:
+    """Return a stored transcript row as the session published it."""
+    return TranscriptEvent(
+        call_sid=call_sid,
+        kind=row.kind,  # type: ignore[arg-type]
+        text=row.text,
+        utterance=row.utterance,
+        offset_ms=row.offset_ms,
+        at=row.at.timestamp(),
+        latency_ms=row.latency_ms,
+        local=row.local,
+    )
+
+
+def seconds_recorded_after(
+    *, call_sids: Collection[str], after_id: int
+) -> tuple[list[SecondSample], int]:
+    """Return the calls' seconds recorded after row `after_id`, in order, and the last row id."""
+    rows = MetricSample.objects.filter(id__gt=after_id, call__call_sid__in=list(call_sids))
+    seconds = []
+    for row in rows.select_related("call").order_by("id"):
+        after_id = row.id
+        seconds.append(as_second(row, row.call.call_sid))
+    return seconds, after_id
+
+
+def transcripts_recorded_after(
+    *, call_sids: Collection[str], after_id: int
+) -> tuple[list[TranscriptEvent], int]:
+    """Return the calls' transcript events recorded after row `after_id`, and the last row id."""
+    rows = Transcript.objects.filter(id__gt=after_id, call__call_sid__in=list(call_sids))
+    events = []
+    for row in rows.select_related("call").order_by("id"):
+        after_id = row.id
+        events.append(as_event(row, row.call.call_sid))
+    return events, after_id
+
+
+def calls_by_sid(*, call_sids: Collection[str]) -> dict[str, Call]:
+    """Return the call rows recorded so far of the given CallSids."""
+    return {call.call_sid: call for call in Call.objects.filter(call_sid__in=list(call_sids))}
+
+
+def call_write_times(call: Call) -> Snapshot | None:
+    """Return the time of every STT write of an ended call, if its stream reported them."""
+    encoded = call.extra.get("write_ms_hist")
+    if not encoded:
+        return None
+    try:
+        return Snapshot.decode(str(encoded))
+    except ValueError as exc:
+        log.warning("call %s: write times unreadable (%s); judged per second", call.call_sid, exc)
+        return None

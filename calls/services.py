@@ -3,7 +3,6 @@
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,26 +11,17 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from calls import selectors
 from calls.models import Call, CallEvent, MetricSample, Transcript
+from calls.rows import CallAnswer, EventData, GreetingPlayed, StreamEnd, StreamStart
 from telephony.metrics.gonogo import Thresholds, judge
 from telephony.metrics.meters import SecondSample
 from telephony.turns.transcript import TranscriptEvent
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # Totals the stream reports that have columns of their own; the rest land in `Call.extra`.
 TOTAL_COLUMNS = ("frames_in", "frames_out", "rx_drops", "tx_drops")
-
-
-@dataclass(frozen=True, slots=True)
-class EventData:
-    """A call event as the call path reports it, before it has a row."""
-
-    call_sid: str
-    kind: str
-    at: datetime
-    detail: str = ""
-    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 def from_timestamp(ts: float) -> datetime:
@@ -39,22 +29,20 @@ def from_timestamp(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
-def call_answered(
-    *,
-    call_sid: str,
-    account_sid: str = "",
-    from_number: str = "",
-    to_number: str = "",
-    at: datetime | None = None,
-) -> Call:
+def as_datetime(at: datetime | float) -> datetime:
+    """Return a row's time as an aware datetime (rows carry datetimes or `time.time()` values)."""
+    return at if isinstance(at, datetime) else from_timestamp(at)
+
+
+def call_answered(answer: CallAnswer) -> Call:
     """Create (or complete) the call's row when the voice webhook answers."""
-    at = at or timezone.now()
+    at = answer.at or timezone.now()
     call, created = Call.objects.get_or_create(
-        call_sid=call_sid,
+        call_sid=answer.call_sid,
         defaults={
-            "account_sid": account_sid,
-            "from_number": from_number,
-            "to_number": to_number,
+            "account_sid": answer.account_sid,
+            "from_number": answer.from_number,
+            "to_number": answer.to_number,
             "answered_at": at,
             "created_at": at,
             "status": Call.Status.ANSWERED,
@@ -63,26 +51,22 @@ def call_answered(
     if not created:
         # The stream got here first (the webhook was slow or retried): keep its status.
         Call.objects.filter(pk=call.pk).update(
-            account_sid=account_sid or call.account_sid,
-            from_number=from_number or call.from_number,
-            to_number=to_number or call.to_number,
+            account_sid=answer.account_sid or call.account_sid,
+            from_number=answer.from_number or call.from_number,
+            to_number=answer.to_number or call.to_number,
             answered_at=call.answered_at or at,
         )
         call.refresh_from_db()
     return call
 
 
-def call_stream_started(
-    *,
-    call_sid: str,
-    stream_sid: str,
-    started_at: datetime,
-    account_sid: str = "",
-    stt_engine: str = "",
-    stt_language: str = "",
-    process: str = "",
-) -> Call:
-    """Mark the call active with its stream; create the row if the webhook's is missing."""
+def call_stream_started(start: StreamStart, *, process: str = "") -> Call:
+    """Mark the call active with its stream; create the row if the webhook's is missing.
+
+    `process` is the server process that runs the stream (host:pid).
+    """
+    call_sid, stream_sid = start.call_sid, start.stream_sid
+    started_at = as_datetime(start.started_at)
     call, created = Call.objects.get_or_create(
         call_sid=call_sid, defaults={"created_at": started_at, "status": Call.Status.ACTIVE}
     )
@@ -94,9 +78,9 @@ def call_stream_started(
             at=started_at,
         )
     call.stream_sid = stream_sid
-    call.account_sid = account_sid or call.account_sid
-    call.stt_engine = stt_engine
-    call.stt_language = stt_language
+    call.account_sid = start.account_sid or call.account_sid
+    call.stt_engine = start.stt_engine
+    call.stt_language = start.stt_language
     call.started_at = started_at
     call.last_seen_at = started_at
     call.process = process
@@ -113,7 +97,7 @@ def call_ids_ensure(*, call_sids: Iterable[str], at: datetime) -> dict[str, int]
     ids = dict(Call.objects.filter(call_sid__in=wanted).values_list("call_sid", "id"))
     missing = wanted - ids.keys()
     if missing:
-        logger.warning("recording %d call(s) with no row yet: %s", len(missing), sorted(missing))
+        log.warning("recording %d call(s) with no row yet: %s", len(missing), sorted(missing))
         # ignore_conflicts: the webhook may be creating the same row right now.
         Call.objects.bulk_create(
             [Call(call_sid=sid, created_at=at, status=Call.Status.ACTIVE) for sid in missing],
@@ -154,17 +138,7 @@ def metric_samples_create(*, samples: Sequence[SecondSample], call_ids: Mapping[
             call_id=call_ids[s.call_sid],
             second=max(0, s.second),
             at=from_timestamp(s.at),
-            fps_in=s.fps_in,
-            rx_q=s.rx_q,
-            rx_drops=s.rx_drops,
-            rx_drops_total=s.rx_drops_total,
-            write_ms=s.write_ms,
-            tx_fps=s.tx_fps,
-            tx_q=s.tx_q,
-            tx_drops=s.tx_drops,
-            tx_drops_total=s.tx_drops_total,
-            send_q=s.send_q,
-            mark_rtt_ms=s.mark_rtt_ms,
+            **s.figures(),
         )
         for s in samples
     ]
@@ -174,14 +148,15 @@ def metric_samples_create(*, samples: Sequence[SecondSample], call_ids: Mapping[
 
 
 def call_events_create(*, events: Sequence[EventData], call_ids: Mapping[str, int]) -> int:
-    """Write call events."""
+    """Write call events (an event with no time happened now)."""
+    now = timezone.now()
     rows = [
         CallEvent(
             call_id=call_ids[e.call_sid],
             kind=e.kind[:16],
             detail=e.detail[:500],
-            data=dict(e.data),
-            at=e.at,
+            data=dict(e.data or {}),
+            at=now if e.at is None else as_datetime(e.at),
         )
         for e in events
     ]
@@ -200,23 +175,20 @@ def call_seen(*, call_id: int, at: datetime, rx_drops: int | None, tx_drops: int
     Call.objects.filter(pk=call_id, status=Call.Status.ACTIVE).update(**updates)
 
 
-def call_greeting_played(*, call_sid: str, at: datetime) -> None:
+def call_greeting_played(played: GreetingPlayed) -> None:
     """Record when the greeting finished playing (the first time only)."""
-    Call.objects.filter(call_sid=call_sid, greeting_played_at__isnull=True).update(
-        greeting_played_at=at
+    Call.objects.filter(call_sid=played.call_sid, greeting_played_at__isnull=True).update(
+        greeting_played_at=as_datetime(played.at)
     )
 
 
-def call_ended(
-    *,
-    call_sid: str,
-    reason: str,
-    ended_at: datetime,
-    totals: Mapping[str, Any],
-    status: str = Call.Status.ENDED,
-    shed: Mapping[str, int] | None = None,
-) -> Call:
-    """Close the call: status, totals, and the GO/NO-GO verdict from its samples."""
+def call_ended(end: StreamEnd, *, shed: Mapping[str, int] | None = None) -> Call:
+    """Close the call: status, totals, and the GO/NO-GO verdict from its samples.
+
+    `shed` counts the rows of the call the recorder shed, by kind.
+    """
+    call_sid, totals, status = end.call_sid, end.totals, end.status
+    ended_at = as_datetime(end.ended_at)
     with transaction.atomic():
         call, _ = Call.objects.select_for_update().get_or_create(
             call_sid=call_sid, defaults={"created_at": ended_at, "status": status}
@@ -230,12 +202,13 @@ def call_ended(
         }
         call.shed = dict(shed or {})
         call.status = status
-        call.end_reason = reason[:200]
+        call.end_reason = end.reason[:200]
         call.ended_at = ended_at
         call.last_seen_at = ended_at
         verdict = judge(
             list(MetricSample.objects.filter(call=call)),
             rx_drops_total=int(totals["rx_drops"]) if "rx_drops" in totals else None,
+            writes=selectors.call_write_times(call),
             thresholds=Thresholds(write_ms_p99_max=settings.GO_WRITE_MS_P99_MAX),
         )
         call.go = verdict.go
@@ -262,7 +235,7 @@ def calls_mark_interrupted(*, now: datetime, stale_after: timedelta = timedelta(
         status=Call.Status.FAILED, end_reason="stream never started", ended_at=now
     )
     if interrupted or failed:
-        logger.warning(
+        log.warning(
             "marked %d call(s) interrupted and %d failed (unfinished, unseen since %s)",
             interrupted,
             failed,

@@ -17,13 +17,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from calls.routing import websocket_urlpatterns as admin_websockets  # noqa: E402
+from telephony.exporter import MetricsEndpoint  # noqa: E402
 from telephony.routing import websocket_urlpatterns as twilio_websockets  # noqa: E402
 from telephony.shutdown import Lifespan  # noqa: E402
 from telephony.warmup import warm_up  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # GET /metrics is answered before Django (telephony/exporter.py says who may read it).
+        "http": MetricsEndpoint(django_asgi_app),
         # uvicorn: finish the calls in progress at shutdown (daphne: see telephony/shutdown.py)
         "lifespan": Lifespan(),
         "websocket": URLRouter(

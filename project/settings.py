@@ -212,6 +212,11 @@ VAD_MIN_SPEECH_MS = env.int("VAD_MIN_SPEECH_MS", default=60)
 WHISPER_THREADS = env.int("WHISPER_THREADS", default=2)
 WHISPER_DECODE_WORKERS = env.int("WHISPER_DECODE_WORKERS", default=1)
 WHISPER_PARTIAL_INTERVAL_MS = env.int("WHISPER_PARTIAL_INTERVAL_MS", default=1000)
+# Decode in child processes (telephony/stt/whisper_process.py): the model's Python-side work
+# then never holds the GIL the RX/TX threads wait for. false: decode in this process.
+WHISPER_DECODE_PROCESS = env.bool("WHISPER_DECODE_PROCESS", default=True)
+# The decoder processes' CPU priority, lowered by this much: the audio threads come first.
+WHISPER_DECODE_NICE = env.int("WHISPER_DECODE_NICE", default=10)
 ESPEAK_VOICE = env.str("ESPEAK_VOICE", default="en-us")
 TTS_CACHE_DIR = env.path("TTS_CACHE_DIR", default=BASE_DIR / "var" / "tts-cache")
 
@@ -239,13 +244,28 @@ GOOGLE_TTS_VOICE = env.str("GOOGLE_TTS_VOICE", default="he-IL-Wavenet-A")
 GOOGLE_TTS_ENDPOINT = env.str("GOOGLE_TTS_ENDPOINT", default="texttospeech.googleapis.com")
 GOOGLE_TTS_TIMEOUT_S = env.float("GOOGLE_TTS_TIMEOUT_S", default=10.0)
 
+# --- Metrics --------------------------------------------------------------------------------------
+# GET /metrics (telephony/exporter.py) answers clients in these networks (loopback by default),
+# and anyone with `Authorization: Bearer <METRICS_BEARER_TOKEN>` (no token by default). A
+# request that came through a proxy (X-Forwarded-For, Forwarded, X-Real-IP) needs the token.
+METRICS_ALLOW_NETWORKS = env.list("METRICS_ALLOW_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# plain: the lines as operators grep them; json: one JSON object per line, figures as fields
+# (project/jsonlog.py), for log shippers.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "project.jsonlog.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "telephony": {"level": LOG_LEVEL},
@@ -253,3 +273,7 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+if LOG_FORMAT == "json":
+    # The servers' own lines (start-up, errors, requests) in the same format, once each.
+    for _name in ("uvicorn.error", "uvicorn.access", "daphne"):
+        LOGGING["loggers"][_name] = {"handlers": ["console"], "propagate": False}

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from telephony.metrics.scrape import BAD_INPUT
+
 # Kinds of bad input, as counted per call and shown in the admin.
 INVALID_JSON = "invalid_json"
 NOT_AN_OBJECT = "not_an_object"
@@ -226,7 +228,8 @@ class BadInputCounter:
         self.counts: dict[str, int] = {}
 
     def count(self, kind: str) -> bool:
-        """Count one occurrence; True the first time this kind is seen."""
+        """Count one occurrence (here and for /metrics); True the first time this kind is seen."""
+        BAD_INPUT.labels(kind).inc()
         seen = self.counts.get(kind, 0)
         self.counts[kind] = seen + 1
         return seen == 0

@@ -25,6 +25,7 @@ from telephony.media.framequeue import Control, FrameQueue, Item
 from telephony.media.marks import MarkTracker
 from telephony.media.rx import RxWorker
 from telephony.media.tx import Deliver, Prompt, TxWorker
+from telephony.metered import MeteredCall
 from telephony.metrics.meters import SecondMeter
 from telephony.metrics.stats import IntervalHistogram
 from telephony.observer import CallObserver
@@ -34,7 +35,7 @@ from telephony.stt.none import NullSttSession
 from telephony.turns.bargein import BargeIn, Interruption
 from telephony.turns.endpointing import Endpointer
 from telephony.turns.replies import Replier, load_hook
-from telephony.turns.transcript import TranscriptEvent, transcript_line
+from telephony.turns.transcript import TranscriptEvent, transcript_fields, transcript_line
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ class CallSession:
         self.call_sid = call_sid
         self.stream_sid = stream_sid
         self.config = config or SessionConfig.from_settings()
-        self.observer = observer or CallObserver()
+        # What the call reports is also counted for /metrics on its way (telephony.metered).
+        self.observer = MeteredCall(observer or CallObserver())
         self.stt_engine = stt_engine
         self._render_prompt = render_prompt
         self._deliver = deliver
@@ -323,7 +325,7 @@ class CallSession:
             stt.speech_ended(utterance)
 
     def _on_transcript(self, event: TranscriptEvent) -> None:
-        log.info(transcript_line(event))
+        log.info(transcript_line(event), extra=transcript_fields(event))
         self.observer.transcript(event)
         if self.replier is not None:
             self.replier.transcript(event)
@@ -343,8 +345,8 @@ class CallSession:
             send_q=self.send_q_depth(),
             mark_rtt_ms=self.marks.take_window_rtt_ms(),
         )
-        log.info(sample.rx_line())
-        log.info(sample.tx_line())
+        log.info(sample.rx_line(), extra=sample.rx_fields())  # fields: LOG_FORMAT=json
+        log.info(sample.tx_line(), extra=sample.tx_fields())
         for name in self.marks.overdue(self.config.mark_timeout_s):
             log.warning(
                 "call=%s mark %s not echoed within %.0f s",
@@ -436,6 +438,8 @@ class CallSession:
             ),
             "marks_sent": self.marks.sent,
             "marks_echoed": self.marks.echoed,
+            # Every STT write's time (histogram.Snapshot.encode): the GO/NO-GO rule's p99.
+            "write_ms_hist": self.rx.write_times.snapshot().encode(),
         }
 
     def alive_threads(self) -> list[str]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from telephony.media.cadence import Cadence
 from telephony.media.framequeue import FrameQueue, Item, is_media
 from telephony.media.worker import WorkerThread
+from telephony.metrics.histogram import Durations
 
 if TYPE_CHECKING:
     from telephony.metrics.stats import IntervalHistogram
@@ -56,6 +57,9 @@ class RxWorker:
         self.draining = False  # at stop: write what is queued without waiting for the cadence
         self.frames_written = 0
         self.write_ms_max = 0.0  # slowest write since the meters last took it
+        # Every write's time, for the GO/NO-GO rule (p99 of all writes) and /metrics: counted by
+        # this thread alone, no lock (telephony.metrics.histogram).
+        self.write_times = Durations()
         self.pending: bytes | None = None
 
     @property
@@ -84,6 +88,7 @@ class RxWorker:
         if not self._write(frame):
             return False
         elapsed_ms = (self._clock() - t0) * 1000.0
+        self.write_times.add(elapsed_ms)
         if elapsed_ms > self.write_ms_max:
             self.write_ms_max = elapsed_ms
         self.frames_written += 1

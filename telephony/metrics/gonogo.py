@@ -1,9 +1,10 @@
-"""The brief's GO/NO-GO rules, judged from one call's per-second figures (pure, no I/O).
+"""The GO/NO-GO rules, judged from one call's per-second figures (pure, no I/O).
 
 One module for both users: the admin badge (`calls.services.call_ended`, at the end of every
 call) and `manage.py gonogo` (before a deploy). A failed rule gives a short reason, stored on the
-call and shown in the admin, and the brief's hint of where to look. `evidence` picks the 10-15
-log lines that show a verdict, as the brief asks of an operator reading the logs by hand.
+call and shown in the admin, and a hint of where to look. `evidence` picks the 10-15 log lines
+that show a verdict, for an operator who reads the logs by hand; `explain` writes the verdict
+out with its reasons and those lines.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from telephony.metrics.histogram import Snapshot
 from telephony.metrics.stats import percentile, slope
+from telephony.turns.transcript import TranscriptEvent, transcript_line
 
 EXPECTED_FPS = 50  # 20 ms frames
 EPSILON = 1e-9  # float sums land a hair off exact boundaries (0.1 * 20 = 1.9999999999999996)
@@ -32,12 +35,12 @@ HINT_SHORT = "run longer: the first and last seconds are partial and do not coun
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Where each rule draws its line; the defaults are the brief's."""
+    """Where each rule draws its line; the defaults are the go-live check's."""
 
     expected_fps: int = EXPECTED_FPS
     fps_tolerance: int = 5  # a second is on-rate within 50 ± 5 frames ...
     fps_on_rate_share: float = 0.9  # ... and nine steady seconds in ten must be on-rate
-    rx_q_max: int = 20  # the brief: in practice q < 20
+    rx_q_max: int = 20  # a healthy RX queue stays under 20 frames
     # q climbs when its least-squares slope is above this (frames per minute) and the fitted
     # line rises more than `q_rise_min` frames across the run: a short run's noise of a few
     # frames (a prompt filling the TX prefill) is not a climb, a slow leak over 2 minutes is.
@@ -90,9 +93,15 @@ def judge(
     rx_drops_total: int | None = None,
     partials: int | None = None,
     finals: int | None = None,
+    writes: Snapshot | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> Verdict:
-    """Judge a call by the brief's rules; `partials`/`finals` only when the caller spoke."""
+    """Judge a call by the rules; `partials`/`finals` only when the caller spoke.
+
+    `writes` is the time of every STT write of the call (`RxWorker.write_times`): the write
+    rule takes their p99. Without it (a call recorded before writes were kept) the rule falls
+    back to the p99 of the per-second maxima, which over 30 s is the single slowest write.
+    """
     t = thresholds
     ordered = sorted(samples, key=lambda s: s.second)
     # The first and the last second are partial (the stream starts and stops inside them).
@@ -131,7 +140,10 @@ def judge(
         at = tuple(s.second for s in ordered if s.tx_drops > 0)
         findings.append(Finding("tx_drops", f"TX drops={tx_drops}", HINT_TX_DROPS, at))
 
-    p99 = percentile([s.write_ms for s in steady], 99)
+    if writes is not None and writes.count:
+        p99 = writes.percentile(99)  # to 10 µs, below: exact against a bound on that step
+    else:
+        p99 = percentile([s.write_ms for s in steady], 99)
     if p99 >= t.write_ms_p99_max:
         at = tuple(s.second for s in steady if s.write_ms >= t.write_ms_p99_max)
         reason = f"write_ms p99={p99:.2f} (>= {t.write_ms_p99_max:g})"
@@ -158,30 +170,6 @@ class Second(Protocol):
     def tx_line(self) -> str: ...
 
 
-class Said(Protocol):
-    """A transcript event (`telephony.turns.transcript.TranscriptEvent`)."""
-
-    call_sid: str
-    kind: str
-    text: str
-    at: float
-    latency_ms: float | None
-    local: bool
-
-
-def transcript_line(event: Said) -> str:
-    """Format a transcript event as the session logs it."""
-    if event.kind == "partial":
-        return f"🟡 [PARTIAL] call={event.call_sid} {event.text}"
-    if event.kind == "final":
-        local = ", local" if event.local else ""
-        return (
-            f"✅ [FINAL] call={event.call_sid} {event.text} "
-            f"(latency_ms={event.latency_ms or 0.0:.0f}{local})"
-        )
-    return f"✏️ [REVISED] call={event.call_sid} {event.text}"
-
-
 def _stamp(at: float) -> str:
     return datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S")
 
@@ -189,7 +177,7 @@ def _stamp(at: float) -> str:
 def evidence(
     verdict: Verdict,
     samples: Sequence[Second],
-    said: Sequence[Said] = (),
+    said: Sequence[TranscriptEvent] = (),
     *,
     limit: int = 15,
 ) -> list[str]:
@@ -229,7 +217,48 @@ def evidence(
     return [line for _, _, line in stamped][:limit]
 
 
-def _pick_transcripts(said: Sequence[Said], n: int) -> list[Said]:
+def explain(
+    call_sid: str,
+    verdict: Verdict,
+    samples: Sequence[Second],
+    said: Sequence[TranscriptEvent] = (),
+    *,
+    problems: Sequence[str] = (),
+    writes: Snapshot | None = None,
+    write_bound_ms: float = DEFAULT_THRESHOLDS.write_ms_p99_max,
+) -> list[str]:
+    """Return a call's verdict as an operator reads it: GO or NO-GO, why, and the lines showing it.
+
+    `problems` are faults found outside the figures (the call failed, its end is missing); a
+    call with any is NO-GO. The first line is the verdict, then one `  - ` line per problem and
+    failed rule (with where to look), the spread of the call's STT writes if known, then the
+    log lines that show it, indented by four.
+    """
+    go = verdict.go is True and not problems
+    lines = [f"{call_sid}: {'GO' if go else 'NO-GO'}"]
+    lines += [f"  - {problem}" for problem in problems]
+    lines += [f"  - {finding.reason}: {finding.hint}" for finding in verdict.findings]
+    if writes is not None and writes.count:
+        lines.append(writes_line(writes, write_bound_ms))
+    lines += [f"    {line}" for line in evidence(verdict, samples, said)]
+    return lines
+
+
+def writes_line(writes: Snapshot, bound_ms: float) -> str:
+    """Return the spread of a call's STT writes in one line (what the write rule judged)."""
+    return (
+        f"  STT writes: {writes.count}; p50 {writes.percentile(50):.2f} ms, p99 "
+        f"{writes.percentile(99):.2f} ms, max {writes.max_ms:.2f} ms; "
+        f"{writes.at_or_above(bound_ms)} at or over {bound_ms:g} ms"
+    )
+
+
+def summary(go_calls: int, calls: int) -> str:
+    """Return the check's last line: GO only when every call is GO."""
+    return f"{'GO' if go_calls == calls else 'NO-GO'}: {go_calls}/{calls} call(s) GO"
+
+
+def _pick_transcripts(said: Sequence[TranscriptEvent], n: int) -> list[TranscriptEvent]:
     """The first PARTIAL, the first FINAL and the last FINAL (or revision), when there are."""
     partials = [e for e in said if e.kind == "partial"]
     finals = [e for e in said if e.kind != "partial"]

@@ -1,6 +1,6 @@
 """Per-second RX/TX figures of one call and the operators' log lines (the rules: gonogo.py)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,10 @@ class SecondSample:
     send_q: int  # frames waiting between the TX thread and the socket
     mark_rtt_ms: float | None = None  # mean mark round trip in the last second, if any came back
 
+    def figures(self) -> dict[str, int | float | None]:
+        """Return the figures by name (every field but the call, the second and the time)."""
+        return {name: getattr(self, name) for name in FIGURES}
+
     def rx_line(self) -> str:
         return (
             f"[RX] call={self.call_sid} fps_in={self.fps_in} q={self.rx_q} "
@@ -30,6 +34,36 @@ class SecondSample:
 
     def tx_line(self) -> str:
         return f"[TX] call={self.call_sid} fps={self.tx_fps} q={self.tx_q} drops={self.tx_drops}"
+
+    def rx_fields(self) -> dict[str, str | int | float]:
+        """Return the `[RX]` line's figures by the line's own names (a JSON log's fields)."""
+        return {
+            "line": "RX",
+            "call": self.call_sid,
+            "fps_in": self.fps_in,
+            "q": self.rx_q,
+            "drops": self.rx_drops,
+            "write_ms": round(self.write_ms, 2),
+        }
+
+    def tx_fields(self) -> dict[str, str | int | float]:
+        """Return the `[TX]` line's figures by the line's own names (a JSON log's fields)."""
+        return {
+            "line": "TX",
+            "call": self.call_sid,
+            "fps": self.tx_fps,
+            "q": self.tx_q,
+            "drops": self.tx_drops,
+            "send_q": self.send_q,
+        }
+
+
+# A second is named by its call, its number and its time; every other field is a figure. The
+# writers, the readers and the live page take the figure names from here; `MetricSample` has a
+# column of the same name for each (a test holds them equal), so a new figure is one field above
+# plus its column and migration.
+WHEN = ("call_sid", "second", "at")
+FIGURES: tuple[str, ...] = tuple(f.name for f in fields(SecondSample) if f.name not in WHEN)
 
 
 class SecondMeter:

@@ -3,7 +3,10 @@
 Whisper is not a streaming recognizer: it decodes whole utterances. The endpointer tells each
 session where speech starts and ends; a session buffers the utterance, asks for a partial decode
 of the growing audio now and then (skipped when the shared pool is busy) and a final decode when
-speech ends (always queued). One model per process serves every call through a small pool.
+speech ends (always queued). One model serves every call through a small pool; it decodes in
+a child process of its own (telephony.stt.whisper_process), so that its Python-side work never
+holds the GIL the call path needs, unless `in_process` (the child itself, and
+WHISPER_DECODE_PROCESS=false).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 
 from telephony.media.audio import FRAME_MS, SAMPLE_RATE
 from telephony.stt.base import EventSink, Hypothesis, HypothesisSink, SttEngine, SttSession
+from telephony.stt.whisper_process import DecoderError, DecoderProcess
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -128,7 +132,11 @@ class DecodePool:
 
 
 class WhisperSttEngine(SttEngine):
-    """One faster-whisper model per process, shared by every call through a decode pool."""
+    """One faster-whisper model, shared by every call through a decode pool.
+
+    By default each pool worker has a decoder process of its own holding the model; with
+    `in_process` the model is loaded here and decodes run on the pool's threads.
+    """
 
     name = "whisper"
     language = "en"
@@ -141,9 +149,13 @@ class WhisperSttEngine(SttEngine):
         decode_workers: int = 1,
         partial_interval_ms: int = 1000,
         preroll_ms: int = 260,
+        in_process: bool = False,
+        decode_nice: int = 0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._model_path = model_path
+        self.in_process = in_process
+        self.decode_nice = decode_nice
         self._cpu_threads = cpu_threads
         self._decode_workers = decode_workers
         self.partial_interval_ms = partial_interval_ms
@@ -153,6 +165,9 @@ class WhisperSttEngine(SttEngine):
         self._model_lock = threading.Lock()
         self.pool = DecodePool(decode_workers)
         self.load_seconds: float | None = None
+        # Idle decoder processes: a decode takes one and gives it back (one per pool worker).
+        self._decoders: queue.SimpleQueue[DecoderProcess] = queue.SimpleQueue()
+        self.decoders: list[DecoderProcess] = []
 
     @classmethod
     def from_settings(cls) -> WhisperSttEngine:
@@ -165,12 +180,51 @@ class WhisperSttEngine(SttEngine):
             partial_interval_ms=settings.WHISPER_PARTIAL_INTERVAL_MS,
             # The VAD confirms speech min_speech_ms after it began: keep ~200 ms before that.
             preroll_ms=200 + settings.VAD_MIN_SPEECH_MS,
+            in_process=not settings.WHISPER_DECODE_PROCESS,
+            decode_nice=settings.WHISPER_DECODE_NICE,
         )
 
     def warm_up(self) -> None:
-        """Load the model and start the decode pool, so the first call does not wait."""
-        self.model()
+        """Load the model (or start its decoder processes) and the pool: no call waits for them."""
+        self._ready()
         self.pool.start()
+
+    def _ready(self) -> None:
+        """Load the model here, or start the decoder processes, once."""
+        if self.in_process:
+            self.model()
+            return
+        with self._model_lock:
+            if self.decoders:
+                return
+            started = time.perf_counter()
+            for i in range(self._decode_workers):
+                decoder = DecoderProcess(
+                    name=f"whisper-decoder-{i + 1}",
+                    cpu_threads=self._cpu_threads,
+                    model_path=self._model_path,
+                    nice=self.decode_nice,
+                )
+                decoder.start()
+                self.decoders.append(decoder)
+                self._decoders.put(decoder)
+            # Registered before the pool's shutdown: atexit runs the pool's first (LIFO), so
+            # the decodes still running end before their processes are told to go.
+            atexit.register(self.stop_decoders)
+            self.load_seconds = time.perf_counter() - started
+            logger.info(
+                "whisper: %d decoder process(es) ready in %.0f ms (threads %d, nice %d, pids %s)",
+                len(self.decoders),
+                self.load_seconds * 1000,
+                self._cpu_threads,
+                self.decode_nice,
+                [d.pid for d in self.decoders],
+            )
+
+    def stop_decoders(self) -> None:
+        """End the decoder processes (each finishes the decode it is in)."""
+        for decoder in self.decoders:
+            decoder.stop()
 
     def model(self) -> WhisperModel:
         """Return the process's model, loading it on first use (thread-safe)."""
@@ -213,6 +267,8 @@ class WhisperSttEngine(SttEngine):
         """Decode 8 kHz mu-law audio to text, blocking (about 0.5 s on this machine)."""
         if not ulaw:
             return ""
+        if not self.in_process:
+            return self._transcribe_in_child(ulaw)
         segments, _info = self.model().transcribe(
             ulaw_to_float16k(ulaw),
             language="en",
@@ -227,6 +283,18 @@ class WhisperSttEngine(SttEngine):
         # Segments are decoded lazily: joining them is where the work happens.
         return " ".join(s.text.strip() for s in segments).strip()
 
+    def _transcribe_in_child(self, ulaw: bytes) -> str:
+        """Decode in an idle decoder process; a failed decode is logged and heard as nothing."""
+        self._ready()
+        decoder = self._decoders.get()  # one per pool worker: waits only for direct callers
+        try:
+            return decoder.transcribe(ulaw)
+        except DecoderError as exc:
+            logger.error("whisper: %s; this decode is lost, the next one restarts it", exc)
+            return ""
+        finally:
+            self._decoders.put(decoder)
+
     def open(
         self,
         call_sid: str,
@@ -236,7 +304,7 @@ class WhisperSttEngine(SttEngine):
         clock: Callable[[], float] | None = None,
     ) -> WhisperSttSession:
         """Open a session; loads the model first if warm_up was not called."""
-        self.model()
+        self._ready()
         return WhisperSttSession(self, call_sid, on_hypothesis, clock=clock or self._clock)
 
 

@@ -31,3 +31,15 @@ def transcript_line(event: TranscriptEvent) -> str:
             f"(latency_ms={event.latency_ms or 0.0:.0f}{local})"
         )
     return f"✏️ [REVISED] call={event.call_sid} {event.text}"
+
+
+def transcript_fields(event: TranscriptEvent) -> dict[str, str | int | float | bool | None]:
+    """Return a transcript event's parts by name (a JSON log's fields)."""
+    return {
+        "line": event.kind.upper(),
+        "call": event.call_sid,
+        "text": event.text,
+        "utterance": event.utterance,
+        "latency_ms": event.latency_ms,
+        "local": event.local,
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +12,8 @@ from django.test import Client
 
 from calls import services
 from calls.models import Call
+from calls.rows import CallAnswer, EventData, GreetingPlayed, StreamEnd, StreamStart
+from telephony.metrics.meters import FIGURES
 from tests.helpers.figures import T0, said, sample
 
 pytestmark = pytest.mark.django_db
@@ -21,9 +25,13 @@ LIST_URL = "/admin/calls/call/"
 
 def finished_call(call_sid: str = "CA1", *, drops: int = 0, engine: str = "whisper") -> Call:
     """Write a whole call the way the recorder does."""
-    services.call_answered(call_sid=call_sid, from_number="+972501112233", to_number="+97231234567")
+    services.call_answered(
+        CallAnswer(call_sid=call_sid, from_number="+972501112233", to_number="+97231234567")
+    )
     call = services.call_stream_started(
-        call_sid=call_sid, stream_sid="MZ" + call_sid, started_at=START, stt_engine=engine
+        StreamStart(
+            call_sid=call_sid, stream_sid="MZ" + call_sid, started_at=START, stt_engine=engine
+        )
     )
     ids = {call_sid: call.pk}
     services.transcripts_create(
@@ -43,19 +51,23 @@ def finished_call(call_sid: str = "CA1", *, drops: int = 0, engine: str = "whisp
     services.metric_samples_create(samples=samples, call_ids=ids)
     services.call_events_create(
         events=[
-            services.EventData(call_sid=call_sid, kind="dtmf", detail="7", at=START),
-            services.EventData(
+            EventData(call_sid=call_sid, kind="dtmf", detail="7", at=START),
+            EventData(
                 call_sid=call_sid, kind="mark", detail="greeting", data={"rtt_ms": 80}, at=START
             ),
         ],
         call_ids=ids,
     )
-    services.call_greeting_played(call_sid=call_sid, at=START + timedelta(seconds=2))
+    services.call_greeting_played(
+        GreetingPlayed(call_sid=call_sid, at=START + timedelta(seconds=2))
+    )
     return services.call_ended(
-        call_sid=call_sid,
-        reason="stop",
-        ended_at=START + timedelta(seconds=12),
-        totals={"frames_in": 600, "frames_out": 600, "rx_drops": drops, "tx_drops": 0},
+        StreamEnd(
+            call_sid=call_sid,
+            reason="stop",
+            ended_at=START + timedelta(seconds=12),
+            totals={"frames_in": 600, "frames_out": 600, "rx_drops": drops, "tx_drops": 0},
+        )
     )
 
 
@@ -83,6 +95,20 @@ def test_the_live_page_opens_its_socket(staff_client: Client) -> None:
     assert '<table id="live-calls">' in html
     assert '"/ws/admin/metrics/"' in html  # json_script: where the page connects
     assert "new WebSocket(" in html
+
+
+def test_the_live_page_has_a_column_for_every_figure(staff_client: Client) -> None:
+    html = staff_client.get(LIVE_URL).content.decode()
+    headers = re.findall(r"<th(?: class=\"sid\")?>([^<]*)</th>", html)
+    assert headers == [
+        "call", "caller", "age", "RX fps_in", "RX q", "RX drops", "RX drops total", "write_ms",
+        "TX fps", "TX q", "TX drops", "TX drops total", "send q", "mark rtt", "trend",
+    ]  # fmt: skip
+    assert '<td colspan="15">No running calls.</td>' in html
+    # The script fills the cells of the same figures, in the same order.
+    figures = re.search(r'<script id="live-figures" type="application/json">(.*?)</script>', html)
+    assert figures is not None
+    assert json.loads(figures.group(1)) == list(FIGURES)
 
 
 def test_the_index_and_the_list_link_to_the_live_page(staff_client: Client) -> None:
@@ -123,7 +149,9 @@ def test_the_list_shows_status_duration_caller_finals_drops_and_verdict(
 def test_filters_and_search(staff_client: Client, query: str, expected: set[str]) -> None:
     finished_call("CA-good")
     finished_call("CA-bad", drops=3, engine="google")
-    services.call_stream_started(call_sid="CA-running", stream_sid="MZ9", started_at=START)
+    services.call_stream_started(
+        StreamStart(call_sid="CA-running", stream_sid="MZ9", started_at=START)
+    )
     response = staff_client.get(f"{LIST_URL}?{query}")
     assert response.status_code == 200
     shown = {c.call_sid for c in response.context["cl"].result_list}

@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from calls import live, services
+from calls.rows import StreamStart
 from tests.helpers.figures import said, sample
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -115,7 +116,9 @@ async def test_staff_get_a_snapshot_then_live_figures(
 @pytest.fixture
 def running_call(transactional_db: None) -> None:
     now = timezone.now()
-    call = services.call_stream_started(call_sid="CA-run", stream_sid="MZ-run", started_at=now)
+    call = services.call_stream_started(
+        StreamStart(call_sid="CA-run", stream_sid="MZ-run", started_at=now)
+    )
     services.metric_samples_create(
         samples=[sample("CA-run", 0), sample("CA-run", 1, rx_q=9)], call_ids={"CA-run": call.pk}
     )

@@ -46,11 +46,14 @@ SEED = """
 from django.contrib.auth.models import User
 from django.utils import timezone
 from calls import services
+from calls.rows import CallAnswer, StreamStart
 from telephony.metrics.meters import SecondSample
 User.objects.create_superuser("ops", "ops@example.com", {password!r})
 now = timezone.now()
-call = services.call_stream_started(call_sid="CA-snap", stream_sid="MZ-snap", started_at=now)
-services.call_answered(call_sid="CA-snap", from_number="+972509998877")
+call = services.call_stream_started(
+    StreamStart(call_sid="CA-snap", stream_sid="MZ-snap", started_at=now)
+)
+services.call_answered(CallAnswer(call_sid="CA-snap", from_number="+972509998877"))
 services.metric_samples_create(
     samples=[SecondSample(call_sid="CA-snap", second=s, at=now.timestamp(), fps_in=50, rx_q=4,
              rx_drops=0, rx_drops_total=0, write_ms=0.3, tx_fps=50, tx_q=6, tx_drops=0,

@@ -22,7 +22,17 @@ pytestmark = pytest.mark.postgres
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 # The database tests of this package (not the browser one: it runs its own server on SQLite).
-DB_TESTS = ["test_models.py", "test_recorder.py", "test_admin.py", "test_live.py"]
+DB_TESTS = [
+    "test_models.py",
+    "test_services.py",
+    "test_selectors.py",
+    "test_batch.py",
+    "test_recorder.py",
+    "test_admin.py",
+    "test_live.py",
+    "test_gonogo_run.py",
+    "commands/test_calls_mark_interrupted.py",
+]
 
 
 def postgres_answers() -> bool:

@@ -11,7 +11,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -19,7 +19,9 @@ from django.db import connection, transaction
 from calls import services
 from calls.models import Call, CallEvent, MetricSample, Transcript
 from calls.recorder import WRITER_THREAD_NAME, Recorder, get_recorder
+from calls.rows import CallAnswer
 from telephony.media.cadence import Cadence
+from tests.helpers.clock import FakeClock
 from tests.helpers.figures import T0, said, sample, wait_for
 
 START = datetime.fromtimestamp(T0, tz=UTC)
@@ -38,7 +40,7 @@ def start_stream(recorder: Recorder, call_sid: str = "CA1") -> None:
 
 
 def test_a_whole_call_is_written_and_closed(recorder_factory: MakeRecorder) -> None:
-    services.call_answered(call_sid="CA1", from_number="+972501234567")
+    services.call_answered(CallAnswer(call_sid="CA1", from_number="+972501234567"))
     recorder = recorder_factory()
     start_stream(recorder)
     recorder.greeting_played(call_sid="CA1", at=T0 + 2.5)
@@ -75,6 +77,22 @@ def test_a_whole_call_is_written_and_closed(recorder_factory: MakeRecorder) -> N
     assert stats.lost == {}
     # Rows arrive in batches, not a transaction each.
     assert stats.batches < 15
+
+
+def test_a_row_with_no_time_is_stamped_when_queued_not_when_written(
+    recorder_factory: MakeRecorder,
+) -> None:
+    queued_at = [START]
+    recorder = recorder_factory(wall_clock=lambda: queued_at[0], start=False)
+    recorder.call_answered(call_sid="CA1", from_number="+972501234567")
+    recorder.event(call_sid="CA1", kind="dtmf", detail="5")
+    queued_at[0] = START + timedelta(hours=1)  # the writer runs much later
+    recorder.start()
+    assert recorder.flush(timeout=5.0)
+    call = Call.objects.get()
+    assert (call.from_number, call.answered_at) == ("+972501234567", START)
+    assert CallEvent.objects.get().at == START
+    assert recorder.stats().written == {"answered": 1, "event": 1}
 
 
 def test_a_stream_with_no_row_yet_is_recorded(recorder_factory: MakeRecorder) -> None:
@@ -199,21 +217,21 @@ def test_a_row_the_database_refuses_loses_only_itself(recorder_factory: MakeReco
 
 
 def test_running_calls_are_seen_with_their_drops(recorder_factory: MakeRecorder) -> None:
-    now = [0.0]
-    recorder = recorder_factory(heartbeat_s=10.0, clock=lambda: now[0])
+    clock = FakeClock(start=0.0)
+    recorder = recorder_factory(heartbeat_s=10.0, clock=clock)
     start_stream(recorder)
     assert recorder.flush(timeout=5.0)
-    now[0] = 100.0
+    clock.advance(100.0)
     recorder.metric(sample("CA1", 30, rx_drops=2, rx_drops_total=2))
     assert recorder.flush(timeout=5.0)
     call = Call.objects.get()
     assert call.last_seen_at == datetime.fromtimestamp(T0 + 30, tz=UTC)
     assert call.rx_drops == 2
-    now[0] = 105.0  # within the heartbeat: the row is not touched
+    clock.advance(5.0)  # at 105 s, within the heartbeat: the row is not touched
     recorder.metric(sample("CA1", 35, rx_drops_total=5))
     assert recorder.flush(timeout=5.0)
     assert Call.objects.get().rx_drops == 2
-    now[0] = 110.0
+    clock.advance(5.0)
     recorder.metric(sample("CA1", 40, rx_drops_total=6))
     assert recorder.flush(timeout=5.0)
     assert Call.objects.get().rx_drops == 6

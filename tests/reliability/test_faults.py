@@ -334,13 +334,16 @@ CRASHED_CALLS = """
 from datetime import timedelta
 from django.utils import timezone
 from calls import services
+from calls.rows import CallAnswer, StreamEnd, StreamStart
 now = timezone.now()
 ago = now - timedelta(minutes=5)
-services.call_stream_started(call_sid="CA-crashed", stream_sid="MZ-1", started_at=ago)
-services.call_answered(call_sid="CA-never-streamed", at=ago)
-services.call_stream_started(call_sid="CA-elsewhere", stream_sid="MZ-2", started_at=now)
-services.call_stream_started(call_sid="CA-done", stream_sid="MZ-3", started_at=ago)
-services.call_ended(call_sid="CA-done", reason="stop", ended_at=ago, totals={})
+services.call_stream_started(StreamStart(call_sid="CA-crashed", stream_sid="MZ-1", started_at=ago))
+services.call_answered(CallAnswer(call_sid="CA-never-streamed", at=ago))
+services.call_stream_started(
+    StreamStart(call_sid="CA-elsewhere", stream_sid="MZ-2", started_at=now)
+)
+services.call_stream_started(StreamStart(call_sid="CA-done", stream_sid="MZ-3", started_at=ago))
+services.call_ended(StreamEnd(call_sid="CA-done", reason="stop", ended_at=ago, totals={}))
 """
 
 

@@ -1,3 +1,5 @@
+import pytest
+
 from telephony.media.cadence import Cadence
 from telephony.media.framequeue import Control, FrameQueue
 from telephony.media.rx import RxWorker
@@ -109,3 +111,24 @@ def test_on_the_cadence_the_worker_wakes_once_per_tick_never_per_frame():
     h2.run()
     assert h2.written == [frame(n) for n in range(10)]
     assert h2.rx_q.blocking_gets > 0
+
+
+def test_every_write_is_timed_into_the_calls_histogram_and_the_seconds_maximum():
+    h = Harness(frames=100, ready_at=0.0)
+    plain = h.write
+
+    def slow_every_tenth(data: bytes) -> bool:
+        written = plain(data)
+        if written and len(h.written) % 10 == 0:
+            h.t.advance(0.00155)  # this write took 1.55 ms of (fake) time
+        return written
+
+    h.worker._write = slow_every_tenth
+    h.run()
+    times = h.worker.write_times.snapshot()
+    assert times.count == h.worker.frames_written == 100
+    assert times.at_or_above(1.0) == 10
+    assert times.percentile(90) == 0.0
+    assert 1.5 <= times.percentile(91) <= 1.55  # to 10 µs, below (fake time sums floats)
+    assert h.worker.take_write_ms_max() == pytest.approx(1.55)
+    assert h.worker.take_write_ms_max() == 0.0  # taken: the next second starts afresh

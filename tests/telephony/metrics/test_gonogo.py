@@ -12,8 +12,11 @@ from telephony.metrics.gonogo import (
     HINT_FPS_IN,
     Thresholds,
     evidence,
+    explain,
     judge,
+    summary,
 )
+from telephony.metrics.histogram import Durations, Snapshot
 from telephony.metrics.meters import SecondSample
 from telephony.turns.transcript import TranscriptEvent
 from tests.helpers.figures import sample
@@ -60,7 +63,7 @@ def test_a_healthy_run_is_go_and_too_short_is_not_judged() -> None:
     assert judge(run(4)).reasons == ("too short to judge",)
 
 
-def test_one_dropped_frame_is_no_go_with_the_briefs_hint() -> None:
+def test_one_dropped_frame_is_no_go_with_its_hint() -> None:
     assert judge(run(), rx_drops_total=0).go is True
     samples = run()
     samples[0] = second(0, rx_drops=1)  # even in the partial first second
@@ -149,6 +152,33 @@ def test_write_ms_p99_of_one_millisecond_is_no_go() -> None:
     assert judge(long).reasons == ("write_ms p99=5.00 (>= 1)",)
 
 
+def writes(fast: int, slow: int, *, fast_ms: float = 0.1, slow_ms: float = 1.2) -> Snapshot:
+    times = Durations()
+    for _ in range(fast):
+        times.add(fast_ms)
+    for _ in range(slow):
+        times.add(slow_ms)
+    return times.snapshot()
+
+
+def test_with_every_write_kept_the_rule_takes_the_p99_of_all_writes() -> None:
+    # 30 s at 50 writes a second; one slow write in each of three seconds: the per-second
+    # maxima's p99 is a slow second (NO-GO), while 99 % of the writes were fast (GO).
+    samples = run(30, write_ms=lambda s: 1.2 if s in (5, 15, 25) else 0.1)
+    assert judge(samples).reasons == ("write_ms p99=1.20 (>= 1)",)
+    assert judge(samples, writes=writes(1497, 3)).go is True
+    # Fifteen slow writes of 1,500 are 1 %: still GO; sixteen are not.
+    assert judge(samples, writes=writes(1485, 15)).go is True
+    verdict = judge(samples, writes=writes(1484, 16))
+    assert verdict.reasons == ("write_ms p99=1.20 (>= 1)",)
+    assert verdict.findings[0].seconds == (5, 15, 25)  # the seconds whose maximum shows it
+    # The bound is exact: a p99 of 0.99 ms passes, 1.00 ms does not.
+    assert judge(samples, writes=writes(1000, 0, fast_ms=0.999)).go is True
+    assert judge(samples, writes=writes(1000, 0, fast_ms=1.0)).go is False
+    # No writes kept (e.g. no STT session ever opened): the per-second rule as before.
+    assert judge(samples, writes=Durations().snapshot()).go is False
+
+
 def test_a_run_with_speech_needs_a_partial_and_a_final() -> None:
     assert judge(run(), partials=1, finals=1).go is True
     assert judge(run(), partials=0, finals=1).reasons == (
@@ -182,7 +212,7 @@ def test_evidence_shows_the_seconds_each_rule_points_at_in_time_order() -> None:
     verdict = judge(samples, partials=1, finals=1)
     lines = evidence(verdict, samples, events)
     # Six seconds of [RX] and [TX] (the three at fault and one on each side of them) and the
-    # two transcript lines: the 10-15 lines an operator reads.
+    # two transcript lines: the 10-15 lines an operator can read by hand.
     assert len(lines) == 14
     shown = sorted({int(line.split(" ")[0].rsplit(":", 1)[1]) for line in lines if "[RX]" in line})
     assert shown == [6, 7, 8, 9, 19, 20]
@@ -200,6 +230,39 @@ def test_evidence_of_a_go_run_spreads_over_it_within_the_limit() -> None:
     lines = evidence(judge(samples), samples, [], limit=15)
     assert len(lines) == 14  # seven seconds of [RX] and [TX]
     assert sum("[RX]" in line for line in lines) == sum("[TX]" in line for line in lines)
+
+
+def test_a_no_go_is_explained_with_each_reason_where_to_look_and_the_lines_that_show_it() -> None:
+    samples = run(12)
+    samples[5] = second(5, rx_drops=2)
+    verdict = judge(samples, partials=1, finals=1)
+    lines = explain("CA1", verdict, samples, problems=["the call failed: refused"])
+    assert lines[:3] == [
+        "CA1: NO-GO",
+        "  - the call failed: refused",
+        f"  - RX drops=2: {HINT_DROPS}",
+    ]
+    assert lines[3:] == [f"    {line}" for line in evidence(verdict, samples)]
+    assert any("[RX] call=CA1 fps_in=50 q=1 drops=2" in line for line in lines[3:])
+
+
+def test_a_go_is_explained_by_the_lines_that_show_it_and_a_problem_makes_it_no_go() -> None:
+    samples = run(12)
+    verdict = judge(samples)
+    lines = explain("CA1", verdict, samples)
+    assert lines[0] == "CA1: GO"
+    assert lines[1:] == [f"    {line}" for line in evidence(verdict, samples)]
+    assert explain("CA1", verdict, samples, problems=["x"])[:2] == ["CA1: NO-GO", "  - x"]
+    assert explain("CA1", judge(run(4)), run(4))[:2] == [
+        "CA1: NO-GO",
+        "  - too short to judge: run longer: the first and last seconds are partial and do not "
+        "count",
+    ]
+
+
+def test_the_summary_is_go_only_when_every_call_is() -> None:
+    assert summary(3, 3) == "GO: 3/3 call(s) GO"
+    assert summary(2, 3) == "NO-GO: 2/3 call(s) GO"
 
 
 # --- The same rules on the seconds the calls' tests make --------------------------------------
@@ -261,3 +324,14 @@ def test_slow_stt_writes_are_no_go() -> None:
     samples = healthy()
     samples[4] = sample("CA1", 4, write_ms=1.0)
     assert judge(samples).reasons == ("write_ms p99=1.00 (>= 1)",)
+
+
+def test_the_explanation_shows_the_spread_of_every_write_when_it_is_known() -> None:
+    samples = run(12)
+    times = writes(995, 5, slow_ms=3.0)
+    lines = explain("CA1", judge(samples, writes=times), samples, writes=times)
+    assert lines[:2] == [
+        "CA1: GO",
+        "  STT writes: 1000; p50 0.10 ms, p99 0.10 ms, max 3.00 ms; 5 at or over 1 ms",
+    ]
+    assert lines[2:] == [f"    {line}" for line in evidence(judge(samples), samples)]
