@@ -197,6 +197,9 @@ def test_a_deploy_drains_and_restarts_one_process_while_the_other_serves(
         page = LivePage(nginx, tls, session_key).open()
         assert page.snapshot is not None
         assert page.snapshot["type"] == "snapshot"
+        # It starts from the calls in progress on both processes (read from PostgreSQL).
+        in_progress = {call["call_sid"] for call in page.snapshot["calls"]}
+        assert in_progress == first_on["A"] | first_on["B"], in_progress
         assert where(servers, '"WebSocket /ws/admin/metrics/" [accepted]') == ["B"]
         during = Callers("during-drain", 2, nginx, wav, auth_token=auth, ramp_s=0.5, tail_s=2.5)
         said, nginx_said = drain.communicate(timeout=90)
@@ -222,8 +225,8 @@ def test_a_deploy_drains_and_restarts_one_process_while_the_other_serves(
 
         batches = {"first": first.wait(), "during": during.wait(), "after": after.wait()}
         # The live page, open on B, shows the calls of both processes (through Redis).
-        shown = {c.call_sid for c in batches["during"] + batches["after"]}
-        wait_until(lambda: shown <= page.seen("ended"), 5.0)
+        everyone = {c.call_sid for calls in batches.values() for c in calls}
+        wait_until(lambda: everyone <= page.seen("ended"), 5.0)
         page.close()
 
     placed = [call for calls in batches.values() for call in calls]
@@ -271,8 +274,10 @@ def test_a_deploy_drains_and_restarts_one_process_while_the_other_serves(
         assert row["go"] is not None  # judged from samples that both processes wrote
     # A's calls had all ended (drained) before its restart.
     assert all(rows[s]["ended_at"] < restarted_at for s in first_on["A"])
-    assert shown <= page.seen("started"), page.seen("started")
-    assert shown <= page.seen("ended"), page.seen("ended")
+    opened_after = {c.call_sid for c in batches["during"] + batches["after"]}
+    assert opened_after <= page.seen("started"), page.seen("started")
+    assert everyone <= page.seen("sample"), page.seen("sample")
+    assert everyone <= page.seen("ended"), page.seen("ended")
 
 
 async def replay_a_token(
