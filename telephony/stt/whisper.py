@@ -30,7 +30,7 @@ from telephony.stt.whisper_process import DecoderError, DecoderProcess
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 WHISPER_RATE = 16000  # the model's input rate
 # Whisper reads 30 s windows: a partial of the last 28 s costs one window however long the
@@ -123,7 +123,7 @@ class DecodePool:
                 if not self._stopping:
                     job()
             except Exception:
-                logger.exception("decode job failed")
+                log.exception("decode job failed")
             finally:
                 # Drop the reference now: an idle worker must not keep a closed session alive.
                 job = None
@@ -212,7 +212,7 @@ class WhisperSttEngine(SttEngine):
             # the decodes still running end before their processes are told to go.
             atexit.register(self.stop_decoders)
             self.load_seconds = time.perf_counter() - started
-            logger.info(
+            log.info(
                 "whisper: %d decoder process(es) ready in %.0f ms (threads %d, nice %d, pids %s)",
                 len(self.decoders),
                 self.load_seconds * 1000,
@@ -254,7 +254,7 @@ class WhisperSttEngine(SttEngine):
                     local_files_only=True,
                 )
                 self.load_seconds = time.perf_counter() - started
-                logger.info(
+                log.info(
                     "whisper model loaded from %s in %.0f ms (cpu_threads=%d, workers=%d)",
                     path,
                     self.load_seconds * 1000,
@@ -290,7 +290,7 @@ class WhisperSttEngine(SttEngine):
         try:
             return decoder.transcribe(ulaw)
         except DecoderError as exc:
-            logger.error("whisper: %s; this decode is lost, the next one restarts it", exc)
+            log.error("whisper: %s; this decode is lost, the next one restarts it", exc)
             return ""
         finally:
             self._decoders.put(decoder)
@@ -390,7 +390,7 @@ class WhisperSttSession(SttSession):
             while self._pending_finals and (left := deadline - time.monotonic()) > 0:
                 self._lock.wait(left)
             if self._pending_finals:
-                logger.warning(
+                log.warning(
                     "call=%s closing with %d final decode(s) unfinished after %.1f s",
                     self.call_sid,
                     self._pending_finals,
@@ -427,7 +427,7 @@ class WhisperSttSession(SttSession):
                     return  # closed, or a partial of an utterance that has already ended
                 started = time.perf_counter()
                 text = self._engine.transcribe(audio)
-                logger.debug(
+                log.debug(
                     "call=%s utterance=%s %s decode of %d ms in %.0f ms: %r",
                     self.call_sid,
                     utterance,

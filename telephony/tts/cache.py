@@ -11,7 +11,7 @@ from pathlib import Path
 
 from telephony.tts.base import TtsEngine
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 def prompt_key(engine: TtsEngine, text: str) -> str:
@@ -80,7 +80,7 @@ class PromptCache:
         except FileNotFoundError:
             return None
         except OSError:
-            logger.warning("prompt cache: cannot read %s", key, exc_info=True)
+            log.warning("prompt cache: cannot read %s", key, exc_info=True)
             return None
         return audio or None  # an empty file is no rendering: render again
 
@@ -100,4 +100,4 @@ class PromptCache:
                 raise
         except OSError:
             # The disk copy only saves work next time: the call goes on with the memory copy.
-            logger.warning("prompt cache: cannot write %s", key, exc_info=True)
+            log.warning("prompt cache: cannot write %s", key, exc_info=True)

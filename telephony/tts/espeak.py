@@ -12,7 +12,7 @@ import espeakng_loader
 from telephony.media.audio import SAMPLE_RATE, pcm16_to_ulaw, resample_pcm16
 from telephony.tts.base import TtsEngine
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # speak_lib.h constants.
 AUDIO_OUTPUT_SYNCHRONOUS = 2  # espeak_Synth blocks and hands audio to our callback
@@ -79,7 +79,7 @@ class _Library:
         lib.espeak_SetSynthCallback(self._callback)
         self.sample_rate = rate
         self._lib = lib
-        logger.info(
+        log.info(
             "espeak-ng loaded: %d Hz in %.1f ms", rate, (time.perf_counter() - started) * 1000
         )
         return lib

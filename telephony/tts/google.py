@@ -27,7 +27,7 @@ from telephony.tts.wav import (
     parse_wav,
 )
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "texttospeech.googleapis.com"
 # Google refuses more than 5000 bytes of input text per request.
@@ -144,7 +144,7 @@ class GoogleTtsEngine(TtsEngine):
         blob = response.audio_content
         # Google puts a WAV header before MULAW audio; take the samples from the data chunk.
         audio = to_ulaw_8k(parse_wav(blob)) if is_riff_wave(blob) else blob
-        logger.info(
+        log.info(
             "google tts voice=%s chars=%d bytes=%d in %.0f ms",
             self.voice,
             len(text),
