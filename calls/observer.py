@@ -15,10 +15,10 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from calls import live, services
+from calls import live, selectors, services
 from calls.recorder import get_recorder
 from calls.rows import CallAnswer
 from telephony.metrics.meters import SecondSample
@@ -57,9 +57,29 @@ class LineReports(LineObserver):
             log.warning("call %s: database unavailable at answer (%s); row queued", call_sid, exc)
             get_recorder().record(answer)
 
-    def stream_status(self, *, call_sid: str, event: str, detail: str) -> None:
-        """Keep Twilio's stream status callback as a call event."""
+    def stream_status(self, *, call_sid: str, event: str, detail: str) -> bool:
+        """Keep Twilio's stream status callback as a call event; False for a call never seen."""
+        # A callback never makes a call: the webhook that answered it wrote its row first.
+        try:
+            known = selectors.call_known(call_sid=call_sid)
+        except DatabaseError as exc:
+            # Not known to be unknown: keep it (queued until the database is back).
+            log.warning("call %s: database unavailable at a stream status (%s)", call_sid, exc)
+            known = True
+        if not known:
+            return False
         get_recorder().event(call_sid=call_sid, kind="stream_status", detail=f"{event} {detail}")
+        return True
+
+    def call_has_ended(self, call_sid: str) -> bool:
+        """Whether the call's row says it has ended (called in a request or lookup thread)."""
+        try:
+            return selectors.call_has_ended(call_sid=call_sid)
+        except DatabaseError:
+            # The thread's connection may be stale (the server restarted, or dropped it idle):
+            # drop it and ask once more on a new one; a second failure is the caller's to judge.
+            connection.close()
+            return selectors.call_has_ended(call_sid=call_sid)
 
     def call_observer(
         self,
@@ -137,7 +157,11 @@ class CallReports(CallObserver):
     def ended(self, session: CallSession, reason: str, totals: dict[str, Any]) -> None:
         totals = {**totals, "bad_input": dict(self._bad_input)}
         self._recorder.stream_ended(
-            call_sid=session.call_sid, reason=reason, ended_at=_now(), totals=totals
+            call_sid=session.call_sid,
+            reason=reason,
+            ended_at=_now(),
+            totals=totals,
+            stream_sid=session.stream_sid,
         )
         self._recorder.flush(session.call_sid, timeout=2.0)
         self._publish(

@@ -43,6 +43,16 @@ class Utterance:
         return best.at if best else None
 
 
+def call_known(*, call_sid: str) -> bool:
+    """Return whether the call has a row (the voice webhook answered it, or its stream ran)."""
+    return Call.objects.filter(call_sid=call_sid).exists()
+
+
+def call_has_ended(*, call_sid: str) -> bool:
+    """Return whether the call is over (ended, interrupted or failed): it must stay so."""
+    return Call.objects.filter(call_sid=call_sid).exclude(status__in=Call.UNFINISHED).exists()
+
+
 def call_conversation(*, call: Call) -> list[Utterance]:
     """Return the caller's utterances in order, each with its partial history."""
     utterances: dict[int, Utterance] = {}

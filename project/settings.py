@@ -147,10 +147,18 @@ WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=64 * 1024)
 # other calls on this process's event loop). The burst absorbs a network stall's catch-up.
 STREAM_MAX_MESSAGES_PER_S = env.float("STREAM_MAX_MESSAGES_PER_S", default=250.0)
 STREAM_MESSAGE_BURST = env.int("STREAM_MESSAGE_BURST", default=1000)
+# One message may carry many frames: audio beyond this rate (5x real time) closes the stream too.
+STREAM_MAX_FRAMES_PER_S = env.float("STREAM_MAX_FRAMES_PER_S", default=250.0)
+STREAM_FRAME_BURST = env.int("STREAM_FRAME_BURST", default=1000)
 # Key presses beyond this rate are counted and ignored (each one becomes a logged event).
 DTMF_MAX_PER_S = env.float("DTMF_MAX_PER_S", default=10.0)
 # Twilio streams media without pause: this long without any message, the client is gone.
 STREAM_IDLE_TIMEOUT_S = env.float("STREAM_IDLE_TIMEOUT_S", default=5.0)
+# Twilio sends `start` right after the upgrade: a socket without one this long after it is
+# closed, whatever else it sends. At most STREAM_MAX_PENDING sockets per process wait for their
+# `start` at once; beyond that the one waiting longest is closed (telephony/pending.py).
+STREAM_START_TIMEOUT_S = env.float("STREAM_START_TIMEOUT_S", default=5.0)
+STREAM_MAX_PENDING = env.int("STREAM_MAX_PENDING", default=200)
 # On SIGTERM (or lifespan shutdown) calls in progress are finished and flushed within this.
 SHUTDOWN_DRAIN_S = env.float("SHUTDOWN_DRAIN_S", default=5.0)
 

@@ -6,14 +6,19 @@ names the implementation (`calls.observer.LineReports` in this project: the data
 live page). Each call gets its own `CallObserver` from it. The defaults here do nothing, so
 the line runs, and its parts are tested, without any.
 
-Every method is called on the call path (the event loop, the RX/TX/STT threads, a request
-thread): implementations hand the report over and return at once; they never block.
+Every report is made on the call path (the event loop, the RX/TX/STT threads, a request
+thread): implementations hand it over and return at once; they never block. The questions
+(`call_has_ended`, and `stream_status`'s answer) may read the database: they are asked from a
+request's thread, or from the event loop through `acall_has_ended` below, which runs the
+question in a thread of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -23,6 +28,8 @@ if TYPE_CHECKING:
     from telephony.metrics.meters import SecondSample
     from telephony.session import CallSession
     from telephony.turns.transcript import TranscriptEvent
+
+log = logging.getLogger(__name__)
 
 
 class CallObserver:
@@ -58,8 +65,16 @@ class LineObserver:
     ) -> None:
         """The voice webhook answered a call (called in the request's thread)."""
 
-    def stream_status(self, *, call_sid: str, event: str, detail: str) -> None:
-        """Twilio's stream status callback said something about a call."""
+    def stream_status(self, *, call_sid: str, event: str, detail: str) -> bool:
+        """Twilio's stream status callback said something about a call; False: no such call."""
+        return True
+
+    def call_has_ended(self, call_sid: str) -> bool:
+        """Whether the call has ended (its stream ran and stopped): it must not start again.
+
+        May read the database: never call it on the event loop (see `acall_has_ended` below).
+        """
+        return False
 
     def call_observer(
         self,
@@ -91,3 +106,40 @@ def get_line_observer() -> LineObserver:
             path = settings.LINE_OBSERVER
             _observer = import_string(path)() if path else LineObserver()
         return _observer
+
+
+# Questions asked from the event loop run here: a few threads of their own, so that neither the
+# loop nor the threads Django's views run in (busy with webhooks under a flood) hold them up.
+_lookups: ThreadPoolExecutor | None = None
+
+
+def _lookup_pool() -> ThreadPoolExecutor:
+    global _lookups
+    with _lock:
+        if _lookups is None:
+            _lookups = ThreadPoolExecutor(max_workers=2, thread_name_prefix="call-lookup")
+        return _lookups
+
+
+def call_has_ended(call_sid: str) -> bool:
+    """Ask the line observer whether a call has ended (blocks: never on the event loop).
+
+    When it cannot answer (its database is down) the answer is False and the failure is
+    logged: a call is refused for what is known, not for an outage.
+    """
+    try:
+        return get_line_observer().call_has_ended(call_sid)
+    except Exception as exc:
+        log.error(
+            "call=%s: could not tell whether it has ended (%s: %s)",
+            call_sid,
+            type(exc).__name__,
+            exc,
+        )
+        return False
+
+
+async def acall_has_ended(call_sid: str) -> bool:
+    """`call_has_ended`, from the event loop: asked in a lookup thread, the loop runs on."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_lookup_pool(), call_has_ended, call_sid)

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from calls.models import Call, CallEvent
 from telephony import protocol, security
+from telephony.livecalls import live_calls
 from telephony.media.audio import FRAME_BYTES
 from telephony.testing.caller import dial, new_sid
 from tests.reliability.helpers import (
@@ -140,12 +141,19 @@ async def test_hostile_messages_mid_call_are_counted_and_the_call_goes_on(
 
 REFUSALS = {
     "missing token": ({}, "missing stream token"),
-    "forged token": ({"token": "1999999999.forged"}, "does not match"),
+    "forged token": ({"token": "1999999999." + "0" * 64}, "does not match"),
+    "short digest": ({"token": "1999999999.forged"}, "malformed"),
     "expired token": (None, "expired"),
     "another call's token": (None, "does not match"),
     "superscript expiry": ({"token": "²³.abc"}, "malformed"),
     "huge expiry": ({"token": "9" * 5000 + ".abc"}, "malformed"),
     "used token": (None, "already used"),
+    # Found by review: the same token spelled another way was a second, unspent token.
+    "zero-padded expiry": (None, "malformed"),
+    "upper-case digest": (None, "malformed"),
+    # Found by review: a second stream of a live call, and a stream of an ended call.
+    "another live stream": (None, "another stream of this call is live"),
+    "ended call": (None, "the call has ended"),
     "hostile StreamSid": (None, "malformed start"),
 }
 
@@ -158,13 +166,35 @@ async def test_a_stream_is_refused_before_any_audio_or_starts_cleanly(
     call_sid, stream_sid = new_sid("CA"), new_sid("MZ")
     early = data.draw(st.lists(before_start_messages(stream_sid), max_size=8))
     params, why = REFUSALS.get(refusal, (None, ""))
+    fresh = token_for(call_sid)
+    expires, _, digest = fresh.partition(".")
     if refusal == "expired token":
         params = {"token": token_for(call_sid, now=time.time() - 120)}
     elif refusal == "another call's token":
         params = {"token": token_for(new_sid("CA"))}
     elif refusal == "used token":
-        params = {"token": token_for(call_sid)}
-        assert await security.token_store().aspend(params["token"], now=time.time())
+        params = {"token": fresh}
+        spent = security.read_stream_token(
+            settings.TWILIO_AUTH_TOKEN, call_sid, fresh, now=time.time()
+        )
+        assert await security.token_store().aspend(spent, now=time.time())
+    elif refusal == "zero-padded expiry":
+        params = {"token": f"{'0' * data.draw(st.integers(1, 3))}{expires}.{digest}"}
+        spent = security.read_stream_token(
+            settings.TWILIO_AUTH_TOKEN, call_sid, fresh, now=time.time()
+        )
+        assert await security.token_store().aspend(spent, now=time.time())
+    elif refusal == "upper-case digest":
+        params = {"token": f"{expires}.{digest.upper()}"}
+    elif refusal == "another live stream":
+        params = {"token": fresh}
+        assert await live_calls().aclaim(call_sid, "another-stream")
+    elif refusal == "ended call":
+        params = {"token": fresh}
+        await Call.objects.acreate(
+            call_sid=call_sid, stream_sid="MZ-first", status="ended", frames_in=500,
+            end_reason="stop",
+        )  # fmt: skip
     started_with = stream_sid
     if refusal == "hostile StreamSid":
         started_with = "MZ\ud800 \x00"
@@ -189,10 +219,19 @@ async def test_a_stream_is_refused_before_any_audio_or_starts_cleanly(
         assert [m["type"] for m in out] == ["websocket.close"]
         assert out[0]["code"] == 4008  # 1008 (policy) in the range daphne allows
         assert why in out[0]["reason"]
-        assert not await Call.objects.filter(call_sid=call_sid).aexists()
+        if refusal == "ended call":  # the ended call's record is as it was
+            call = await Call.objects.aget(call_sid=call_sid)
+            assert (call.status, call.stream_sid, call.frames_in) == ("ended", "MZ-first", 500)
+        else:
+            assert not await Call.objects.filter(call_sid=call_sid).aexists()
         await comm.send_to(text_data=good_frame(stream_sid).data)  # ignored: the call is over
         assert await comm.receive_nothing(0.1)
         await comm.disconnect()
+    if refusal == "another live stream":  # the other stream still holds the call
+        assert live_calls().holder(call_sid) == "another-stream"  # type: ignore[attr-defined]
+        await live_calls().arelease(call_sid, "another-stream")
+    assert await live_calls().aclaim(call_sid, "after")  # a refused stream holds nothing
+    await live_calls().arelease(call_sid, "after")
     assert wait_until(lambda: not threads_of(call_sid), 2.0), threads_of(call_sid)
 
 
