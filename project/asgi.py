@@ -14,16 +14,18 @@ django_asgi_app = get_asgi_application()  # sets Django up before the routing im
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from calls.origins import PublicOriginValidator  # noqa: E402
 from calls.routing import websocket_urlpatterns as admin_websockets  # noqa: E402
+from telephony.guard import TwilioWebhookGuard  # noqa: E402
 from telephony.routing import websocket_urlpatterns as twilio_websockets  # noqa: E402
 from telephony.shutdown import Lifespan  # noqa: E402
 from telephony.warmup import warm_up  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Twilio's webhooks are refused on the loop unless signed (telephony/guard.py).
+        "http": TwilioWebhookGuard(django_asgi_app),
         # uvicorn: finish the calls in progress at shutdown (daphne: see telephony/shutdown.py)
         "lifespan": Lifespan(),
         "websocket": URLRouter(
@@ -33,7 +35,7 @@ application = ProtocolTypeRouter(
                 *[
                     type(route)(
                         route.pattern,
-                        AllowedHostsOriginValidator(AuthMiddlewareStack(route.callback)),
+                        PublicOriginValidator(AuthMiddlewareStack(route.callback)),
                     )
                     for route in admin_websockets
                 ],

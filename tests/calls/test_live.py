@@ -29,6 +29,12 @@ def application() -> Any:
     return application
 
 
+@pytest.fixture(autouse=True)
+def page_origin(settings: Any) -> None:
+    """The tests' pages are served from ORIGIN: the one origin allowed to open the socket."""
+    settings.LIVE_PAGE_ORIGINS = [ORIGIN[1].decode()]
+
+
 def session_headers(user: User | None) -> list[tuple[bytes, bytes]]:
     """Return the headers of a browser logged in as `user` (or of nobody)."""
     if user is None:
@@ -152,17 +158,37 @@ async def test_publishing_without_a_layer_or_with_a_broken_one_never_raises() ->
 
 
 async def test_a_page_from_another_site_is_refused(
-    staff_headers: list[tuple[bytes, bytes]], settings: Any
+    application: Any, staff_headers: list[tuple[bytes, bytes]], settings: Any
 ) -> None:
-    """The router's origin check, as project/asgi.py builds it, once ALLOWED_HOSTS is set."""
-    from channels.auth import AuthMiddlewareStack
-    from channels.routing import URLRouter
-    from channels.security.websocket import AllowedHostsOriginValidator
-
-    from calls.routing import websocket_urlpatterns
-
-    settings.ALLOWED_HOSTS = ["testserver"]
-    app = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+    """The router's origin check as project/asgi.py builds it: the configured origins, exactly."""
     cookie = [h for h in staff_headers if h[0] == b"cookie"]
-    assert await refused(app, [(b"origin", b"https://evil.example"), *cookie])
-    assert not await refused(app, [ORIGIN, *cookie])
+    assert await refused(application, [(b"origin", b"https://evil.example"), *cookie])
+    assert not await refused(application, [ORIGIN, *cookie])
+    # A browser sends the session cookie to every port and scheme of the host: none but the
+    # configured origin gets in, whatever ALLOWED_HOSTS says.
+    settings.ALLOWED_HOSTS = ["*"]
+    for other in (
+        b"http://testserver:8001",
+        b"https://testserver",
+        b"http://sub.testserver",
+        b"http://testserver.evil.example",
+        b"null",
+    ):
+        assert await refused(application, [(b"origin", other), *cookie]), other
+    assert await refused(application, cookie)  # no Origin at all
+    settings.LIVE_PAGE_ORIGINS = ["https://line.example.com", "http://testserver:8001"]
+    assert not await refused(application, [(b"origin", b"http://testserver:8001"), *cookie])
+    assert not await refused(application, [(b"origin", b"https://line.example.com:443"), *cookie])
+    assert await refused(application, [ORIGIN, *cookie])
+
+
+def test_only_exact_origins_can_be_configured() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from project.settings import exact_origins
+
+    assert exact_origins(["https://line.example.com", "http://127.0.0.1:8000"])
+    for bad in ("*", "line.example.com", "https://.example.com", "https://x.example/path",
+                "ftp://x.example", "https://*.example.com"):  # fmt: skip
+        with pytest.raises(ImproperlyConfigured):
+            exact_origins([bad])
