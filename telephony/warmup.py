@@ -7,6 +7,7 @@ import time
 
 from django.conf import settings
 
+from telephony import serverlog
 from telephony.observer import get_line_observer
 from telephony.process import gcwatch
 
@@ -28,6 +29,7 @@ def warm_up() -> None:
     from telephony.shutdown import install
 
     install()  # SIGTERM finishes the calls in progress before the process goes
+    serverlog.install()  # the consumer reports a broken frame once, with its call
     # Everything loaded so far lives as long as the process: keep the collector from scanning
     # it again and again, which shortens the pauses the RX/TX threads see.
     gc.freeze()
