@@ -192,3 +192,56 @@ def test_only_exact_origins_can_be_configured() -> None:
                 "ftp://x.example", "https://*.example.com"):  # fmt: skip
         with pytest.raises(ImproperlyConfigured):
             exact_origins([bad])
+
+
+async def test_what_a_page_sends_is_ignored_and_figures_keep_coming(
+    application: Any, staff_headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Non-JSON, binary and deeply nested frames raised in the consumer: they are ignored."""
+    communicator = WebsocketCommunicator(application, PATH, headers=staff_headers)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    for text in ("{not json", "[" * 100_000, '{"type": "metrics.sample"}', "null"):
+        await communicator.send_to(text_data=text)
+    await communicator.send_to(bytes_data=b"\x00\xff")
+    assert await communicator.receive_nothing(timeout=0.1)  # nothing raised, nothing said
+    assert await live.publish_sample(get_channel_layer(), sample("CA1", 1))
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "sample"
+    await communicator.disconnect()
+
+
+def end_session(user: User) -> None:
+    """Log the user out everywhere: delete their sessions from the store."""
+    from django.contrib.sessions.models import Session
+
+    for session in Session.objects.all():
+        if session.get_decoded().get("_auth_user_id") == str(user.pk):
+            session.delete()
+
+
+def deactivate(user: User) -> None:
+    User.objects.filter(pk=user.pk).update(is_active=False)
+
+
+def take_permission(user: User) -> None:
+    user.user_permissions.clear()
+
+
+@pytest.mark.parametrize("revoke", [end_session, deactivate, take_permission])
+async def test_a_watcher_who_may_no_longer_watch_is_closed(
+    application: Any, staff_user: User, settings: Any, revoke: Any
+) -> None:
+    from channels.db import database_sync_to_async
+
+    settings.LIVE_PAGE_RECHECK_S = 0.2
+    headers = await database_sync_to_async(session_headers)(staff_user)
+    communicator = WebsocketCommunicator(application, PATH, headers=headers)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    assert await communicator.receive_nothing(timeout=0.5)  # checked again: still allowed
+    await database_sync_to_async(revoke)(staff_user)
+    closed = await communicator.receive_output(timeout=3)
+    assert (closed["type"], closed["code"]) == ("websocket.close", 4403)
+    # It left the group: figures published now reach no one there.
+    assert await live.publish_sample(get_channel_layer(), sample("CA1", 2))
+    assert await communicator.receive_nothing(timeout=0.2)

@@ -116,8 +116,9 @@ def test_two_processes_serve_one_line(
 
         reports, codes = asyncio.run(scenario())
         assert all(r.ok for r in reports), [r.summary() for r in reports]
-        # The token that A's stream spent is refused by B, and again by A.
-        assert codes == [None, 4008, 4008], codes
+        # The token that A's stream spent is refused by B, and again by A; a fresh token from a
+        # replayed webhook is refused by B too: one live stream per call in the deployment.
+        assert codes == [None, 4008, 4008, 4008], codes
 
         sids = [r.call_sid for r in reports]
         logs = {name: server.log_text() for name, server in servers.items()}
@@ -171,6 +172,12 @@ async def replay_a_token(ports: list[int], public: str, auth: str) -> list[int |
             async with open_stream(twiml.url, auth, connect_to=again) as replay:
                 await replay.send(start(call_sid, new_sid("MZ"), twiml.parameters))
                 codes.append((await close_code(replay, 5.0))[0])
+        fresh = await answer(public, call_sid, auth)  # the webhook replayed: a new token
+        async with open_stream(twiml.url, auth, connect_to=direct[1]) as second:
+            await second.send(start(call_sid, new_sid("MZ"), fresh.parameters))
+            code, reason = await close_code(second, 5.0)
+            assert reason == "another stream of this call is live"
+            codes.append(code)
     return codes
 
 
@@ -197,6 +204,7 @@ def redis_app(settings: Any, redis_env: dict[str, str]) -> Any:
     settings.CHANNEL_LAYERS = {
         "default": redis_channel_layer(redis_env["REDIS_URL"], redis_env["CHANNELS_PREFIX"])
     }
+    settings.LIVE_PAGE_ORIGINS = ["http://testserver"]  # the page's origin (staff_headers)
     from project.asgi import application
 
     return application
