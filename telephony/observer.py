@@ -108,8 +108,10 @@ def get_line_observer() -> LineObserver:
         return _observer
 
 
-# Questions asked from the event loop run here: a few threads of their own, so that neither the
-# loop nor the threads Django's views run in (busy with webhooks under a flood) hold them up.
+# Questions asked from the event loop run here: a thread of their own, so that neither the loop
+# nor the thread Django's sync code runs in (busy with webhooks under a flood) holds them up.
+# One: a lookup is an indexed read of one row (well under a millisecond), and one thread made at
+# the first call start is all the process ever adds for it (with its database connection).
 _lookups: ThreadPoolExecutor | None = None
 
 
@@ -117,7 +119,7 @@ def _lookup_pool() -> ThreadPoolExecutor:
     global _lookups
     with _lock:
         if _lookups is None:
-            _lookups = ThreadPoolExecutor(max_workers=2, thread_name_prefix="call-lookup")
+            _lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-lookup")
         return _lookups
 
 
