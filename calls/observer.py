@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 
 from calls import live, selectors, services
@@ -72,14 +72,17 @@ class LineReports(LineObserver):
         return True
 
     def call_has_ended(self, call_sid: str) -> bool:
-        """Whether the call's row says it has ended (called in a request or lookup thread)."""
+        """Whether the call's row says it has ended (called in a request's thread)."""
+        return selectors.call_has_ended(call_sid=call_sid)
+
+    def recently_ended(self, *, within_s: float) -> list[str]:
+        """The calls whose rows say they ended in the last `within_s` seconds."""
+        since = timezone.now() - timedelta(seconds=within_s)
         try:
-            return selectors.call_has_ended(call_sid=call_sid)
-        except DatabaseError:
-            # The thread's connection may be stale (the server restarted, or dropped it idle):
-            # drop it and ask once more on a new one; a second failure is the caller's to judge.
-            connection.close()
-            return selectors.call_has_ended(call_sid=call_sid)
+            return selectors.calls_ended_since(since=since)
+        except (DatabaseError, RuntimeError) as exc:  # no database yet (or tests): not fatal
+            log.warning("calls ended before start-up not read: %s", exc)
+            return []
 
     def call_observer(
         self,

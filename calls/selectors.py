@@ -53,6 +53,12 @@ def call_has_ended(*, call_sid: str) -> bool:
     return Call.objects.filter(call_sid=call_sid).exclude(status__in=Call.UNFINISHED).exists()
 
 
+def calls_ended_since(*, since: datetime) -> list[str]:
+    """Return the CallSids of the calls that ended (or were closed) at `since` or later."""
+    ended = Call.objects.exclude(status__in=Call.UNFINISHED).filter(ended_at__gte=since)
+    return list(ended.values_list("call_sid", flat=True))
+
+
 def call_conversation(*, call: Call) -> list[Utterance]:
     """Return the caller's utterances in order, each with its partial history."""
     utterances: dict[int, Utterance] = {}

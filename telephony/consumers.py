@@ -7,7 +7,8 @@ by kind (the call's `bad_input`) and skipped; a flood of messages or of audio fr
 `start`, no `start` within a few seconds of the upgrade, or a stream gone silent closes the
 socket with a reason. A `start` is admitted only with a fresh token for its CallSid, for a call
 that has not ended, and while no other stream of that call is live anywhere in the deployment
-(`telephony.livecalls`); those three questions are asked at once, off the hot path.
+(`telephony.livecalls`); the token store and the live calls are asked at once, and neither is a
+database: a call's start waits for no database read.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 
 from telephony import protocol, security, shutdown
-from telephony.livecalls import live_calls
+from telephony.livecalls import CLAIMED, ENDED, ended_for_s, live_calls
 from telephony.media.audio import FRAME_BYTES, Reframer
 from telephony.media.handoff import handoff_for
 from telephony.media.sendqueue import SendQueue
-from telephony.observer import acall_has_ended, get_line_observer
+from telephony.observer import get_line_observer
 from telephony.pending import pending_streams
 from telephony.process import memory
 from telephony.refusals import RefusalLog
@@ -85,6 +86,7 @@ class TwilioStreamConsumer(AsyncConsumer):
     sender: asyncio.Task[None] | None = None
     watchdog: asyncio.Task[None] | None = None
     holder: asyncio.Task[None] | None = None  # keeps the call's claim alive (Redis leases)
+    closer: asyncio.Task[None] | None = None  # closes a socket that never started
     start_deadline: asyncio.TimerHandle | None = None
     claimed: str | None = None  # the CallSid this stream holds in `live_calls()`
     closing = False
@@ -297,29 +299,26 @@ class TwilioStreamConsumer(AsyncConsumer):
     async def _admit(self, token: security.StreamToken, *, now: float) -> str | None:
         """Spend the token and claim the call; return why the stream is refused, or None.
 
-        The three questions go out at once (the token store and the live calls are one Redis
-        round trip each, the ended call a database read in a thread), so a call starts after
-        the slowest of them, not after their sum.
+        Both questions go out at once (with Redis, one round trip each), so a call starts after
+        the slower of them, not after their sum.
         """
         call_sid = token.call_sid
         calls = live_calls()
-        fresh, ended, claimed = await asyncio.gather(
-            security.token_store().aspend(token, now=now),
-            acall_has_ended(call_sid),
-            calls.aclaim(call_sid, self.owner),
+        fresh, claim = await asyncio.gather(
+            security.token_store().aspend(token, now=now), calls.aclaim(call_sid, self.owner)
         )
-        if fresh and not ended and claimed:
+        if fresh and claim == CLAIMED:
             self.claimed = call_sid
             if calls.renew_every_s:
                 self.holder = asyncio.create_task(
                     self._hold_call(call_sid, calls.renew_every_s), name=f"ws-claim-{call_sid}"
                 )
             return None
-        if claimed:
-            await calls.arelease(call_sid, self.owner)
+        if claim == CLAIMED:
+            await calls.arelease(call_sid, self.owner)  # not ended: just not this stream's
         if not fresh:
             return "stream token already used"
-        if ended:
+        if claim == ENDED:
             return "the call has ended"
         return "another stream of this call is live"
 
@@ -345,7 +344,7 @@ class TwilioStreamConsumer(AsyncConsumer):
         if self.session is None and not self.closing:
             why = f"no start within {settings.STREAM_START_TIMEOUT_S:g} s"
             refusals.refused("no start in time", f"socket from {self.peer}: {why}")
-            self.loop.create_task(self._finish(why, code=CLOSE_POLICY), name=f"ws-late-{self.peer}")
+            self._close_unstarted(why)
 
     def evict(self) -> None:
         """Close this socket, still waiting for `start`: too many wait (any thread may call)."""
@@ -354,12 +353,17 @@ class TwilioStreamConsumer(AsyncConsumer):
             if self.session is None and not self.closing:
                 why = f"over {settings.STREAM_MAX_PENDING} sockets waiting for start"
                 refusals.refused("too many sockets waiting for start", f"{self.peer}: {why}")
-                self.loop.create_task(
-                    self._finish(why, code=CLOSE_POLICY), name=f"ws-evict-{self.peer}"
-                )
+                self._close_unstarted(why)
 
         with contextlib.suppress(RuntimeError):  # its loop is closed: it is gone already
             self.loop.call_soon_threadsafe(close)
+
+    def _close_unstarted(self, why: str) -> None:
+        """Close the socket, which never started, from a task of its own (kept: see `closer`)."""
+        if self.closer is None:
+            self.closer = self.loop.create_task(
+                self._finish(why, code=CLOSE_POLICY), name=f"ws-unstarted-{self.peer}"
+            )
 
     def _this_stream(self, stream_sid: str) -> CallSession | None:
         """The call's session if the event is for its stream; else count why not."""
@@ -438,9 +442,8 @@ class TwilioStreamConsumer(AsyncConsumer):
                 session.rx_enqueue(tail)
             await self._stop_session(session, reason)
         if self.claimed is not None:
-            # Only now: the call's end is stored, so a stream that comes after is refused as
-            # one for an ended call, never let in between.
-            await live_calls().arelease(self.claimed, self.owner)
+            # Only now, the call's end stored: from here it is marked ended, never free between.
+            await live_calls().arelease(self.claimed, self.owner, ended_for_s=ended_for_s())
             self.claimed = None
         if close:
             await self._close(code, reason)

@@ -8,9 +8,8 @@ the line runs, and its parts are tested, without any.
 
 Every report is made on the call path (the event loop, the RX/TX/STT threads, a request
 thread): implementations hand it over and return at once; they never block. The questions
-(`call_has_ended`, and `stream_status`'s answer) may read the database: they are asked from a
-request's thread, or from the event loop through `acall_has_ended` below, which runs the
-question in a thread of its own.
+(`call_has_ended`, `recently_ended`, and `stream_status`'s answer) may read the database: they
+are asked from a request's thread or at process start-up, never on the event loop.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -72,9 +70,13 @@ class LineObserver:
     def call_has_ended(self, call_sid: str) -> bool:
         """Whether the call has ended (its stream ran and stopped): it must not start again.
 
-        May read the database: never call it on the event loop (see `acall_has_ended` below).
+        May read the database: never call it on the event loop.
         """
         return False
+
+    def recently_ended(self, *, within_s: float) -> list[str]:
+        """The calls that ended in the last `within_s` seconds (asked once, at start-up)."""
+        return []
 
     def call_observer(
         self,
@@ -108,21 +110,6 @@ def get_line_observer() -> LineObserver:
         return _observer
 
 
-# Questions asked from the event loop run here: a thread of their own, so that neither the loop
-# nor the thread Django's sync code runs in (busy with webhooks under a flood) holds them up.
-# One: a lookup is an indexed read of one row (well under a millisecond), and one thread made at
-# the first call start is all the process ever adds for it (with its database connection).
-_lookups: ThreadPoolExecutor | None = None
-
-
-def _lookup_pool() -> ThreadPoolExecutor:
-    global _lookups
-    with _lock:
-        if _lookups is None:
-            _lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-lookup")
-        return _lookups
-
-
 def call_has_ended(call_sid: str) -> bool:
     """Ask the line observer whether a call has ended (blocks: never on the event loop).
 
@@ -139,9 +126,3 @@ def call_has_ended(call_sid: str) -> bool:
             exc,
         )
         return False
-
-
-async def acall_has_ended(call_sid: str) -> bool:
-    """`call_has_ended`, from the event loop: asked in a lookup thread, the loop runs on."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_lookup_pool(), call_has_ended, call_sid)

@@ -8,6 +8,7 @@ import time
 from django.conf import settings
 
 from telephony import serverlog
+from telephony.livecalls import ended_for_s, live_calls
 from telephony.observer import get_line_observer
 from telephony.process import gcwatch
 
@@ -25,7 +26,13 @@ def warm_up() -> None:
     get_tts_engine().warm_up()
     if settings.GREETING_TEXT:
         get_prompt_cache().render(settings.GREETING_TEXT)
-    get_line_observer().process_started()  # e.g. close the calls a crashed process left
+    observer = get_line_observer()
+    observer.process_started()  # e.g. close the calls a crashed process left
+    # A stream token issued before a call ended may still be valid: remember those calls as
+    # ended (a process without Redis would otherwise forget them across a restart).
+    live_calls().remember_ended(
+        observer.recently_ended(within_s=ended_for_s()), for_s=ended_for_s()
+    )
     from telephony.shutdown import install
 
     install()  # SIGTERM finishes the calls in progress before the process goes

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from calls.models import Call, CallEvent
 from telephony import protocol, security
-from telephony.livecalls import live_calls
+from telephony.livecalls import CLAIMED, ENDED, ended_for_s, live_calls
 from telephony.media.audio import FRAME_BYTES
 from telephony.testing.caller import dial, new_sid
 from tests.reliability.helpers import (
@@ -201,13 +201,15 @@ async def test_a_stream_is_refused_before_any_audio_or_starts_cleanly(
         params = {"token": f"{expires}.{digest.upper()}"}
     elif refusal == "another live stream":
         params = {"token": fresh}
-        assert await live_calls().aclaim(call_sid, "another-stream")
-    elif refusal == "ended call":
+        assert await live_calls().aclaim(call_sid, "another-stream") == CLAIMED
+    elif refusal == "ended call":  # its first stream ran and ended, as the consumer leaves it
         params = {"token": fresh}
         await Call.objects.acreate(
             call_sid=call_sid, stream_sid="MZ-first", status="ended", frames_in=500,
             end_reason="stop",
         )  # fmt: skip
+        assert await live_calls().aclaim(call_sid, "MZ-first") == CLAIMED
+        await live_calls().arelease(call_sid, "MZ-first", ended_for_s=ended_for_s())
     started_with = stream_sid
     if refusal == "hostile StreamSid":
         started_with = "MZ\ud800 \x00"
@@ -243,7 +245,9 @@ async def test_a_stream_is_refused_before_any_audio_or_starts_cleanly(
     if refusal == "another live stream":  # the other stream still holds the call
         assert live_calls().holder(call_sid) == "another-stream"  # type: ignore[attr-defined]
         await live_calls().arelease(call_sid, "another-stream")
-    assert await live_calls().aclaim(call_sid, "after")  # a refused stream holds nothing
+    # A refused stream holds nothing; a call that ended stays so; one that ran has ended.
+    after = await live_calls().aclaim(call_sid, "after")
+    assert after == (CLAIMED if refusal not in (None, "ended call") else ENDED), after
     await live_calls().arelease(call_sid, "after")
     assert wait_until(lambda: not threads_of(call_sid), 2.0), threads_of(call_sid)
 
