@@ -7,8 +7,8 @@ by kind (the call's `bad_input`) and skipped; a flood of messages or of audio fr
 `start`, no `start` within a few seconds of the upgrade, or a stream gone silent closes the
 socket with a reason. A `start` is admitted only with a fresh token for its CallSid, for a call
 that has not ended, and while no other stream of that call is live anywhere in the deployment
-(`telephony.livecalls`); the token store and the live calls are asked at once, and neither is a
-database: a call's start waits for no database read.
+(`telephony.livecalls`); neither the token store nor the live calls is a database: a call's
+start waits for no database read.
 """
 
 from __future__ import annotations
@@ -297,30 +297,27 @@ class TwilioStreamConsumer(AsyncConsumer):
         shutdown.register(session)
 
     async def _admit(self, token: security.StreamToken, *, now: float) -> str | None:
-        """Spend the token and claim the call; return why the stream is refused, or None.
+        """Spend the token, then claim the call; return why the stream is refused, or None.
 
-        Both questions go out at once (with Redis, one round trip each), so a call starts after
-        the slower of them, not after their sum.
+        One after the other, not gathered: in memory neither ever waits, so the start goes on
+        in the same turn of the loop (gathered, each start waited for more turns of a loop busy
+        with the other calls: BENCHMARKS.md, Start-up); with Redis each is one round trip.
         """
+        if not await security.token_store().aspend(token, now=now):
+            return "stream token already used"
         call_sid = token.call_sid
         calls = live_calls()
-        fresh, claim = await asyncio.gather(
-            security.token_store().aspend(token, now=now), calls.aclaim(call_sid, self.owner)
-        )
-        if fresh and claim == CLAIMED:
-            self.claimed = call_sid
-            if calls.renew_every_s:
-                self.holder = asyncio.create_task(
-                    self._hold_call(call_sid, calls.renew_every_s), name=f"ws-claim-{call_sid}"
-                )
-            return None
-        if claim == CLAIMED:
-            await calls.arelease(call_sid, self.owner)  # not ended: just not this stream's
-        if not fresh:
-            return "stream token already used"
+        claim = await calls.aclaim(call_sid, self.owner)
         if claim == ENDED:
             return "the call has ended"
-        return "another stream of this call is live"
+        if claim != CLAIMED:
+            return "another stream of this call is live"
+        self.claimed = call_sid
+        if calls.renew_every_s:
+            self.holder = asyncio.create_task(
+                self._hold_call(call_sid, calls.renew_every_s), name=f"ws-claim-{call_sid}"
+            )
+        return None
 
     async def _hold_call(self, call_sid: str, every_s: float) -> None:
         """Renew the call's claim while the stream lives (a lease: see telephony.livecalls)."""
