@@ -1,13 +1,14 @@
 """Webhook flood: unsigned POSTs to the voice webhook as fast as they come, beside normal calls.
 
     python bench/webhook_flood.py                 # 10,000 unsigned webhooks beside 10 calls
-    python bench/webhook_flood.py --requests 20000 --others 20
+    python bench/webhook_flood.py --rate 300      # offered at 300/s instead of flat out
     python bench/webhook_flood.py --quick         # 500 beside 2 calls (the smoke test)
 
 The server (STT_ENGINE=none) runs on one core; on the other, `manage.py gonogo --calls N`
 places the normal calls and judges them, and this process floods `POST /twilio/voice/`
-without a signature (50 at a time) while it sends a signed voice webhook every 100 ms, as
-Twilio would for new calls. Printed:
+without a signature while it sends a signed voice webhook every 100 ms, as Twilio would for
+new calls. The flood goes as fast as the server answers (50 at a time), or at `--rate`
+requests a second whatever the answers (up to 500 waiting at once). Printed:
 - the flood: requests answered per second and their statuses;
 - the server's log: bytes written per 10,000 refusals, the refusal lines apart from the
   access log's (uvicorn writes one line per request whatever the app does);
@@ -37,6 +38,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000, help="unsigned webhooks")
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=0.0, help="requests/s offered (0: flat out)")
     parser.add_argument("--others", type=int, default=10, help="normal calls beside the flood")
     common.add_server_options(parser)
     parser.add_argument("--quick", action="store_true", help="500 requests beside 2 calls")
@@ -46,24 +48,40 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-async def flood(url: str, requests: int, concurrency: int) -> tuple[dict[int, int], float]:
-    """POST `requests` unsigned voice webhooks, `concurrency` at a time: statuses, seconds."""
+async def flood(
+    url: str, requests: int, concurrency: int, rate: float
+) -> tuple[dict[int, int], float]:
+    """POST `requests` unsigned voice webhooks: statuses, seconds until the last was answered.
+
+    `rate` 0: `concurrency` at a time, each sent when one is answered; else one every 1/rate s.
+    """
     import aiohttp
 
     statuses: dict[int, int] = {}
-    queue = iter(range(requests))
 
-    async def worker(http: aiohttp.ClientSession) -> None:
-        for n in queue:
-            form = {"CallSid": f"CA{n:032x}", "From": "+15005550006", "To": "+15005550001"}
-            async with http.post(url, data=form) as response:
-                await response.read()
-                statuses[response.status] = statuses.get(response.status, 0) + 1
+    async def one(http: aiohttp.ClientSession, n: int) -> None:
+        form = {"CallSid": f"CA{n:032x}", "From": "+15005550006", "To": "+15005550001"}
+        async with http.post(url, data=form) as response:
+            await response.read()
+            statuses[response.status] = statuses.get(response.status, 0) + 1
 
     t0 = time.monotonic()
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency if not rate else 500)
     async with aiohttp.ClientSession(connector=connector) as http:
-        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+        if not rate:
+            queue = iter(range(requests))
+
+            async def worker() -> None:
+                for n in queue:
+                    await one(http, n)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            sent = []
+            for n in range(requests):
+                await asyncio.sleep(max(0.0, t0 + n / rate - time.monotonic()))
+                sent.append(asyncio.create_task(one(http, n)))
+            await asyncio.gather(*sent)
     return statuses, time.monotonic() - t0
 
 
@@ -92,7 +110,8 @@ async def signed_webhooks(url: str, auth: str, stop: asyncio.Event) -> list[floa
 def main() -> None:
     args = parse_args()
     common.start()
-    common.pin_and_describe(args, f"STT_ENGINE=none; {args.requests} unsigned webhooks")
+    offered = f"at {args.rate:g}/s" if args.rate else f"flat out, {args.concurrency} at a time"
+    common.pin_and_describe(args, f"STT_ENGINE=none; {args.requests} unsigned webhooks, {offered}")
     database = common.temp_database()
     common.setup_django(database)
     from django.conf import settings
@@ -115,7 +134,7 @@ def main() -> None:
         async def scenario() -> tuple[dict[int, int], float, list[float]]:
             stop = asyncio.Event()
             signed = asyncio.create_task(signed_webhooks(url, settings.TWILIO_AUTH_TOKEN, stop))
-            statuses, seconds = await flood(url, args.requests, args.concurrency)
+            statuses, seconds = await flood(url, args.requests, args.concurrency, args.rate)
             stop.set()
             return statuses, seconds, await signed
 
@@ -152,7 +171,11 @@ def main() -> None:
         f"{common.pct(latencies, 50):.1f} p95 {common.pct(latencies, 95):.1f} "
         f"max {max(latencies, default=0):.1f}"
     )
-    print(f"the other {args.others} calls: {verdict.group(0) if verdict else 'no verdict'}")
+    reasons = sorted(set(re.findall(r"^  - (.*)$", out, flags=re.MULTILINE)))
+    print(
+        f"the other {args.others} calls: {verdict.group(0) if verdict else 'no verdict'}"
+        + "".join(f"\n    - {r}" for r in reasons[:4])
+    )
     for line in refusal_lines[:3]:
         print(f"  {line[:160]}")
 
