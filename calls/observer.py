@@ -19,6 +19,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from calls import live, selectors, services
+from calls.models import Call
 from calls.recorder import get_recorder
 from calls.rows import CallAnswer
 from telephony.metrics.meters import SecondSample
@@ -45,17 +46,22 @@ class LineReports(LineObserver):
 
     def call_answered(
         self, *, call_sid: str, account_sid: str, from_number: str, to_number: str
-    ) -> None:
-        """Write the call's row now, so the admin shows it before its stream starts."""
+    ) -> bool:
+        """Write the call's row now, so the admin shows it before its stream starts.
+
+        False when the row says the call has ended: then nothing is written (one query, the
+        same the webhook always made).
+        """
         answer = CallAnswer(
             call_sid=call_sid, account_sid=account_sid, from_number=from_number, to_number=to_number
         )
         try:
-            services.call_answered(answer)
+            return services.call_answered(answer).status in Call.UNFINISHED
         except DatabaseError as exc:
             # The caller must still be answered: the recorder keeps the row until the DB is back.
             log.warning("call %s: database unavailable at answer (%s); row queued", call_sid, exc)
             get_recorder().record(answer)
+            return True
 
     def stream_status(self, *, call_sid: str, event: str, detail: str) -> bool:
         """Keep Twilio's stream status callback as a call event; False for a call never seen."""
@@ -70,10 +76,6 @@ class LineReports(LineObserver):
             return False
         get_recorder().event(call_sid=call_sid, kind="stream_status", detail=f"{event} {detail}")
         return True
-
-    def call_has_ended(self, call_sid: str) -> bool:
-        """Whether the call's row says it has ended (called in a request's thread)."""
-        return selectors.call_has_ended(call_sid=call_sid)
 
     def recently_ended(self, *, within_s: float) -> list[str]:
         """The calls whose rows say they ended in the last `within_s` seconds."""

@@ -48,11 +48,6 @@ def call_known(*, call_sid: str) -> bool:
     return Call.objects.filter(call_sid=call_sid).exists()
 
 
-def call_has_ended(*, call_sid: str) -> bool:
-    """Return whether the call is over (ended, interrupted or failed): it must stay so."""
-    return Call.objects.filter(call_sid=call_sid).exclude(status__in=Call.UNFINISHED).exists()
-
-
 def calls_ended_since(*, since: datetime) -> list[str]:
     """Return the CallSids of the calls that ended (or were closed) at `since` or later."""
     ended = Call.objects.exclude(status__in=Call.UNFINISHED).filter(ended_at__gte=since)

@@ -34,7 +34,7 @@ def as_datetime(at: datetime | float) -> datetime:
 
 
 def call_answered(answer: CallAnswer) -> Call:
-    """Create (or complete) the call's row when the voice webhook answers."""
+    """Create (or complete) the call's row when the voice webhook answers; never an ended one's."""
     at = answer.at or timezone.now()
     call, created = Call.objects.get_or_create(
         call_sid=answer.call_sid,
@@ -47,6 +47,8 @@ def call_answered(answer: CallAnswer) -> Call:
             "status": Call.Status.ANSWERED,
         },
     )
+    if not created and call.status not in Call.UNFINISHED:
+        return call  # a replay of an ended call's webhook: the call's record stays as it is
     if not created:
         # The stream got here first (the webhook was slow or retried): keep its status.
         Call.objects.filter(pk=call.pk).update(

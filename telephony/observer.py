@@ -7,9 +7,9 @@ live page). Each call gets its own `CallObserver` from it. The defaults here do 
 the line runs, and its parts are tested, without any.
 
 Every report is made on the call path (the event loop, the RX/TX/STT threads, a request
-thread): implementations hand it over and return at once; they never block. The questions
-(`call_has_ended`, `recently_ended`, and `stream_status`'s answer) may read the database: they
-are asked from a request's thread or at process start-up, never on the event loop.
+thread): implementations hand it over and return at once; they never block. The answers of
+`call_answered` and `stream_status`, and `recently_ended`, may read the database: they are asked
+from a request's thread or at process start-up, never on the event loop.
 """
 
 from __future__ import annotations
@@ -60,19 +60,17 @@ class LineObserver:
 
     def call_answered(
         self, *, call_sid: str, account_sid: str, from_number: str, to_number: str
-    ) -> None:
-        """The voice webhook answered a call (called in the request's thread)."""
+    ) -> bool:
+        """The voice webhook answered a call (called in the request's thread).
+
+        False if the call has already ended (a replayed webhook): nothing is recorded, and the
+        call gets no stream token. May read the database.
+        """
+        return True
 
     def stream_status(self, *, call_sid: str, event: str, detail: str) -> bool:
         """Twilio's stream status callback said something about a call; False: no such call."""
         return True
-
-    def call_has_ended(self, call_sid: str) -> bool:
-        """Whether the call has ended (its stream ran and stopped): it must not start again.
-
-        May read the database: never call it on the event loop.
-        """
-        return False
 
     def recently_ended(self, *, within_s: float) -> list[str]:
         """The calls that ended in the last `within_s` seconds (asked once, at start-up)."""
@@ -108,21 +106,3 @@ def get_line_observer() -> LineObserver:
             path = settings.LINE_OBSERVER
             _observer = import_string(path)() if path else LineObserver()
         return _observer
-
-
-def call_has_ended(call_sid: str) -> bool:
-    """Ask the line observer whether a call has ended (blocks: never on the event loop).
-
-    When it cannot answer (its database is down) the answer is False and the failure is
-    logged: a call is refused for what is known, not for an outage.
-    """
-    try:
-        return get_line_observer().call_has_ended(call_sid)
-    except Exception as exc:
-        log.error(
-            "call=%s: could not tell whether it has ended (%s: %s)",
-            call_sid,
-            type(exc).__name__,
-            exc,
-        )
-        return False

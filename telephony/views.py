@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from telephony import fields, security
-from telephony.observer import call_has_ended, get_line_observer
+from telephony.observer import get_line_observer
 from telephony.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
@@ -96,17 +96,17 @@ def voice(request: HttpRequest) -> HttpResponse:
     call = fields.read_voice(request.POST)
     if isinstance(call, str):
         return refuse(request, 400, call)
-    if call_has_ended(call.call_sid):
-        # A replay of the call's webhook (Twilio asks once per call): no token, no change to the
-        # call's record. <Hangup/> is valid TwiML, should Twilio itself ever ask again.
-        refusals.refused("the call has ended", f"voice webhook for {call.call_sid}: <Hangup/>")
-        return HttpResponse(hangup_twiml(), content_type="text/xml")
-    get_line_observer().call_answered(
+    answered = get_line_observer().call_answered(
         call_sid=call.call_sid,
         account_sid=call.account_sid,
         from_number=call.from_number,
         to_number=call.to_number,
     )
+    if not answered:
+        # A replay of an ended call's webhook (Twilio asks once per call): no token, and the
+        # call's record as it was. <Hangup/> is valid TwiML, should Twilio itself ever ask again.
+        refusals.refused("the call has ended", f"voice webhook for {call.call_sid}: <Hangup/>")
+        return HttpResponse(hangup_twiml(), content_type="text/xml")
     log.info("call %s answered (from %s)", call.call_sid, call.from_number or "-")
     return HttpResponse(
         stream_twiml(call_sid=call.call_sid, now=time.time()), content_type="text/xml"

@@ -8,7 +8,7 @@ import pytest
 
 from calls import selectors, services
 from calls.models import Call, CallEvent
-from calls.rows import StreamEnd
+from calls.rows import CallAnswer, StreamEnd
 from tests.helpers.calls import START, started
 
 pytestmark = pytest.mark.django_db
@@ -52,12 +52,19 @@ def test_a_stream_after_the_end_never_reopens_the_call() -> None:
     assert refused.detail == "stream MZ2 after the call ended"
 
 
+def test_a_replayed_answer_leaves_an_ended_call_as_it_was() -> None:
+    before = ended_call()
+    replayed = services.call_answered(
+        CallAnswer(call_sid="CA1", from_number="+15550000000", to_number="+15550000001")
+    )
+    assert replayed.status == "ended"
+    after = Call.objects.get(call_sid="CA1")
+    assert (after.from_number, after.answered_at) == (before.from_number, before.answered_at)
+
+
 def test_the_calls_that_ended_are_known() -> None:
     ended_call()
     started("CA2", stream_sid="MZ3")
-    assert selectors.call_has_ended(call_sid="CA1")
-    assert not selectors.call_has_ended(call_sid="CA2")  # running
-    assert not selectors.call_has_ended(call_sid="CA3")  # never seen
     assert selectors.call_known(call_sid="CA2")
     assert not selectors.call_known(call_sid="CA3")
     assert selectors.calls_ended_since(since=START) == ["CA1"]
