@@ -95,6 +95,27 @@ def test_the_answer_carries_a_token_for_this_call_only(client: Client, line: Non
     assert b"wss://line.example.com/twilio/stream/" in response.content
 
 
+@pytest.mark.django_db
+def test_a_status_for_a_call_never_answered_is_refused_and_makes_no_call(
+    client: Client, line: None
+) -> None:
+    """Found by review: it created a bare active call that stayed until the next start-up."""
+    from calls.recorder import get_recorder
+
+    queued = dict(get_recorder().stats().enqueued)
+    path = "/twilio/status/"
+    status = {**FORM, "StreamSid": "MZ1", "StreamEvent": "stream-started"}
+    response = client.post(path, status, **signed(path, status))
+    assert (response.status_code, response.content) == (404, b"unknown CallSid")
+    bad = {**status, "CallSid": "<b>CA1</b>"}
+    response = client.post(path, bad, **signed(path, bad))
+    assert response.status_code == 400
+    assert b"CallSid is not a SID" in response.content
+    assert not Call.objects.exists()
+    # Nothing queued either: an event for an unknown call made its row when written.
+    assert dict(get_recorder().stats().enqueued) == queued
+
+
 # --- single use, in one process and across processes --------------------------------------------
 
 
