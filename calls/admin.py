@@ -2,10 +2,12 @@
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
+from django.utils.text import smart_split
 
 from calls import selectors, views
 from calls.charts import call_charts
@@ -18,6 +20,15 @@ GO_STYLES = {
     None: ("background:#e2e8f0;color:#4a5568", "—"),
 }
 BADGE_CSS = "padding:1px 6px;border-radius:3px;font-weight:bold;font-size:11px;"
+# Each search term is an OR over the search fields, and the terms are ANDed: a query of 1,000
+# terms went past SQLite's expression depth (a 500). Searching calls never needs more than this.
+SEARCH_MAX_TERMS = 8
+
+
+def bounded_search(search_term: str, max_terms: int = SEARCH_MAX_TERMS) -> str:
+    """Return the search with its first `max_terms` terms only (quoted phrases count as one)."""
+    terms = list(smart_split(search_term))
+    return " ".join(terms[:max_terms]) if len(terms) > max_terms else search_term
 
 
 def duration_text(call: Call) -> str:
@@ -82,6 +93,15 @@ class CallAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
         return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Call], search_term: str
+    ) -> tuple[QuerySet[Call], bool]:
+        """Search with at most SEARCH_MAX_TERMS terms, and say so when more were given."""
+        bounded = bounded_search(search_term)
+        if bounded != search_term:
+            messages.warning(request, f"Only the first {SEARCH_MAX_TERMS} search terms were used.")
+        return super().get_search_results(request, queryset, bounded)
 
     @admin.display(description="duration")
     def duration(self, call: Call) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -18,7 +18,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from calls import live, services
+from calls import live, selectors, services
+from calls.models import Call
 from calls.recorder import get_recorder
 from calls.rows import CallAnswer
 from telephony.metrics.meters import SecondSample
@@ -45,21 +46,45 @@ class LineReports(LineObserver):
 
     def call_answered(
         self, *, call_sid: str, account_sid: str, from_number: str, to_number: str
-    ) -> None:
-        """Write the call's row now, so the admin shows it before its stream starts."""
+    ) -> bool:
+        """Write the call's row now, so the admin shows it before its stream starts.
+
+        False when the row says the call has ended: then nothing is written (one query, the
+        same the webhook always made).
+        """
         answer = CallAnswer(
             call_sid=call_sid, account_sid=account_sid, from_number=from_number, to_number=to_number
         )
         try:
-            services.call_answered(answer)
+            return services.call_answered(answer).status in Call.UNFINISHED
         except DatabaseError as exc:
             # The caller must still be answered: the recorder keeps the row until the DB is back.
             log.warning("call %s: database unavailable at answer (%s); row queued", call_sid, exc)
             get_recorder().record(answer)
+            return True
 
-    def stream_status(self, *, call_sid: str, event: str, detail: str) -> None:
-        """Keep Twilio's stream status callback as a call event."""
+    def stream_status(self, *, call_sid: str, event: str, detail: str) -> bool:
+        """Keep Twilio's stream status callback as a call event; False for a call never seen."""
+        # A callback never makes a call: the webhook that answered it wrote its row first.
+        try:
+            known = selectors.call_known(call_sid=call_sid)
+        except DatabaseError as exc:
+            # Not known to be unknown: keep it (queued until the database is back).
+            log.warning("call %s: database unavailable at a stream status (%s)", call_sid, exc)
+            known = True
+        if not known:
+            return False
         get_recorder().event(call_sid=call_sid, kind="stream_status", detail=f"{event} {detail}")
+        return True
+
+    def recently_ended(self, *, within_s: float) -> list[str]:
+        """The calls whose rows say they ended in the last `within_s` seconds."""
+        since = timezone.now() - timedelta(seconds=within_s)
+        try:
+            return selectors.calls_ended_since(since=since)
+        except (DatabaseError, RuntimeError) as exc:  # no database yet (or tests): not fatal
+            log.warning("calls ended before start-up not read: %s", exc)
+            return []
 
     def call_observer(
         self,
@@ -137,7 +162,11 @@ class CallReports(CallObserver):
     def ended(self, session: CallSession, reason: str, totals: dict[str, Any]) -> None:
         totals = {**totals, "bad_input": dict(self._bad_input)}
         self._recorder.stream_ended(
-            call_sid=session.call_sid, reason=reason, ended_at=_now(), totals=totals
+            call_sid=session.call_sid,
+            reason=reason,
+            ended_at=_now(),
+            totals=totals,
+            stream_sid=session.stream_sid,
         )
         self._recorder.flush(session.call_sid, timeout=2.0)
         self._publish(

@@ -86,6 +86,7 @@ class StreamEnd:
     ended_at: datetime | float
     totals: Mapping[str, Any]
     status: str = "ended"  # `Call.Status`
+    stream_sid: str = ""  # the stream that ended ("": the call's, whichever it is)
 
     def __post_init__(self) -> None:
         # A copy: the reporter may reuse its dict after handing it over.

@@ -47,6 +47,17 @@ class Utterance:
         return best.at if best else None
 
 
+def call_known(*, call_sid: str) -> bool:
+    """Return whether the call has a row (the voice webhook answered it, or its stream ran)."""
+    return Call.objects.filter(call_sid=call_sid).exists()
+
+
+def calls_ended_since(*, since: datetime) -> list[str]:
+    """Return the CallSids of the calls that ended (or were closed) at `since` or later."""
+    ended = Call.objects.exclude(status__in=Call.UNFINISHED).filter(ended_at__gte=since)
+    return list(ended.values_list("call_sid", flat=True))
+
+
 def call_conversation(*, call: Call) -> list[Utterance]:
     """Return the caller's utterances in order, each with its partial history."""
     utterances: dict[int, Utterance] = {}

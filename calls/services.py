@@ -35,7 +35,7 @@ def as_datetime(at: datetime | float) -> datetime:
 
 
 def call_answered(answer: CallAnswer) -> Call:
-    """Create (or complete) the call's row when the voice webhook answers."""
+    """Create (or complete) the call's row when the voice webhook answers; never an ended one's."""
     at = answer.at or timezone.now()
     call, created = Call.objects.get_or_create(
         call_sid=answer.call_sid,
@@ -48,6 +48,8 @@ def call_answered(answer: CallAnswer) -> Call:
             "status": Call.Status.ANSWERED,
         },
     )
+    if not created and call.status not in Call.UNFINISHED:
+        return call  # a replay of an ended call's webhook: the call's record stays as it is
     if not created:
         # The stream got here first (the webhook was slow or retried): keep its status.
         Call.objects.filter(pk=call.pk).update(
@@ -70,6 +72,19 @@ def call_stream_started(start: StreamStart, *, process: str = "") -> Call:
     call, created = Call.objects.get_or_create(
         call_sid=call_sid, defaults={"created_at": started_at, "status": Call.Status.ACTIVE}
     )
+    if not created and call.status not in Call.UNFINISHED:
+        # A call that has ended stays ended: the stream is refused at its start, and should one
+        # get through (a race, a store outage), its rows never reopen the call or reset it.
+        log.warning(
+            "call %s has ended (%s): stream %s not recorded", call_sid, call.status, stream_sid
+        )
+        CallEvent.objects.create(
+            call=call,
+            kind="refused",
+            detail=f"stream {stream_sid} after the call ended",
+            at=started_at,
+        )
+        return call
     if not created and call.stream_sid and call.stream_sid != stream_sid:
         CallEvent.objects.create(
             call=call,
@@ -193,6 +208,16 @@ def call_ended(end: StreamEnd, *, shed: Mapping[str, int] | None = None) -> Call
         call, _ = Call.objects.select_for_update().get_or_create(
             call_sid=call_sid, defaults={"created_at": ended_at, "status": status}
         )
+        if end.stream_sid and call.stream_sid and end.stream_sid != call.stream_sid:
+            # The end of a stream that is not the call's (one refused after the call ended):
+            # the call keeps its own totals, times and verdict.
+            log.warning(
+                "call %s: end of stream %s ignored (the call's stream is %s)",
+                call_sid,
+                end.stream_sid,
+                call.stream_sid,
+            )
+            return call
         for name in TOTAL_COLUMNS:
             if name in totals:
                 setattr(call, name, int(totals[name]))

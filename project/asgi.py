@@ -14,18 +14,20 @@ django_asgi_app = get_asgi_application()  # sets Django up before the routing im
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from calls.origins import PublicOriginValidator  # noqa: E402
 from calls.routing import websocket_urlpatterns as admin_websockets  # noqa: E402
 from telephony.exporter import MetricsEndpoint  # noqa: E402
+from telephony.guard import TwilioWebhookGuard  # noqa: E402
 from telephony.routing import websocket_urlpatterns as twilio_websockets  # noqa: E402
 from telephony.shutdown import Lifespan  # noqa: E402
 from telephony.warmup import warm_up  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # GET /metrics is answered before Django (telephony/exporter.py says who may read it).
-        "http": MetricsEndpoint(django_asgi_app),
+        # GET /metrics is answered before Django (telephony/exporter.py says who may read it);
+        # Twilio's webhooks are refused on the loop unless signed (telephony/guard.py).
+        "http": MetricsEndpoint(TwilioWebhookGuard(django_asgi_app)),
         # uvicorn: finish the calls in progress at shutdown (daphne: see telephony/shutdown.py)
         "lifespan": Lifespan(),
         "websocket": URLRouter(
@@ -35,7 +37,7 @@ application = ProtocolTypeRouter(
                 *[
                     type(route)(
                         route.pattern,
-                        AllowedHostsOriginValidator(AuthMiddlewareStack(route.callback)),
+                        PublicOriginValidator(AuthMiddlewareStack(route.callback)),
                     )
                     for route in admin_websockets
                 ],

@@ -1,6 +1,7 @@
 """Settings: every value comes from the environment (django-environ) and has a working default."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -138,6 +139,34 @@ WHITENOISE_USE_FINDERS = DEBUG
 TWILIO_AUTH_TOKEN = _secret("TWILIO_AUTH_TOKEN", "dev-twilio-auth-token")
 # The public https:// origin Twilio reaches; the stream URL is derived from it (wss://).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+
+
+def exact_origins(origins: list[str]) -> list[str]:
+    """Check each is scheme://host[:port] and nothing more (no wildcard, no path)."""
+    for origin in origins:
+        parts = urlsplit(origin)
+        exact = (
+            parts.scheme in ("http", "https")
+            and parts.hostname
+            and not parts.hostname.startswith(".")
+            and "*" not in origin
+            and origin == f"{parts.scheme}://{parts.netloc}"
+        )
+        if not exact:
+            raise ImproperlyConfigured(f"LIVE_PAGE_ORIGINS: {origin!r} is not scheme://host[:port]")
+    return origins
+
+
+# The pages allowed to open the live figures' WebSocket: exact origins (scheme, host and port).
+# A browser sends the session cookie to every port of a host, so another site on the same host
+# must not be let in. Default: the public origin.
+_public = urlsplit(PUBLIC_BASE_URL)
+LIVE_PAGE_ORIGINS = exact_origins(
+    env.list("LIVE_PAGE_ORIGINS", default=[f"{_public.scheme}://{_public.netloc}"])
+)
+# A live page's watcher is checked again this often: a deleted session or a deactivated account
+# stops receiving figures within this time.
+LIVE_PAGE_RECHECK_S = env.float("LIVE_PAGE_RECHECK_S", default=5.0)
 STREAM_TOKEN_TTL_S = env.int("STREAM_TOKEN_TTL_S", default=60)
 # Largest WebSocket message the consumer handles; a larger one is counted and skipped (a Twilio
 # media message is ~400 bytes). The server's own limit (daphne --websocket-max-message-size,
@@ -147,10 +176,18 @@ WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=64 * 1024)
 # other calls on this process's event loop). The burst absorbs a network stall's catch-up.
 STREAM_MAX_MESSAGES_PER_S = env.float("STREAM_MAX_MESSAGES_PER_S", default=250.0)
 STREAM_MESSAGE_BURST = env.int("STREAM_MESSAGE_BURST", default=1000)
+# One message may carry many frames: audio beyond this rate (5x real time) closes the stream too.
+STREAM_MAX_FRAMES_PER_S = env.float("STREAM_MAX_FRAMES_PER_S", default=250.0)
+STREAM_FRAME_BURST = env.int("STREAM_FRAME_BURST", default=1000)
 # Key presses beyond this rate are counted and ignored (each one becomes a logged event).
 DTMF_MAX_PER_S = env.float("DTMF_MAX_PER_S", default=10.0)
 # Twilio streams media without pause: this long without any message, the client is gone.
 STREAM_IDLE_TIMEOUT_S = env.float("STREAM_IDLE_TIMEOUT_S", default=5.0)
+# Twilio sends `start` right after the upgrade: a socket without one this long after it is
+# closed, whatever else it sends. At most STREAM_MAX_PENDING sockets per process wait for their
+# `start` at once; beyond that the one waiting longest is closed (telephony/pending.py).
+STREAM_START_TIMEOUT_S = env.float("STREAM_START_TIMEOUT_S", default=5.0)
+STREAM_MAX_PENDING = env.int("STREAM_MAX_PENDING", default=200)
 # On SIGTERM (or lifespan shutdown) calls in progress are finished and flushed within this.
 SHUTDOWN_DRAIN_S = env.float("SHUTDOWN_DRAIN_S", default=5.0)
 

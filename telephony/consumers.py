@@ -3,8 +3,12 @@
 The event loop does nothing else: no ORM, no STT, no TTS, no sleeps. Stopping a call (which
 joins threads and waits for the last final) runs in a thread of its own that ends with it.
 Hostile or broken input never takes the process or the call down: each bad message is counted
-by kind (the call's `bad_input`) and skipped; a flood of messages, a refused `start` or a
-stream gone silent closes the socket with a reason.
+by kind (the call's `bad_input`) and skipped; a flood of messages or of audio frames, a refused
+`start`, no `start` within a few seconds of the upgrade, or a stream gone silent closes the
+socket with a reason. A `start` is admitted only with a fresh token for its CallSid, for a call
+that has not ended, and while no other stream of that call is live anywhere in the deployment
+(`telephony.livecalls`); neither the token store nor the live calls is a database: a call's
+start waits for no database read.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 from typing import Any
@@ -21,11 +28,14 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 
 from telephony import protocol, security, shutdown
-from telephony.media.audio import Reframer
+from telephony.livecalls import CLAIMED, ENDED, ended_for_s, live_calls
+from telephony.media.audio import FRAME_BYTES, Reframer
 from telephony.media.handoff import handoff_for
 from telephony.media.sendqueue import SendQueue
 from telephony.observer import get_line_observer
+from telephony.pending import pending_streams
 from telephony.process import memory
+from telephony.refusals import RefusalLog
 from telephony.session import CallSession
 from telephony.stt import get_stt_engine
 from telephony.tts import get_prompt_cache
@@ -39,15 +49,22 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 4001  # 1001: we give up on a client that went silent
 CLOSE_POLICY = 4008  # 1008, policy violation: a bad token or start, a flood of messages
 # What we may be told when the socket is gone (websocket.disconnect).
+CLOSE_NOT_UTF8 = 1007  # the server refused a text frame that is not UTF-8 (uvicorn says so)
 CLOSE_TOO_BIG = 1009  # the server refused a message over its size limit (uvicorn says so)
 CLOSE_RESTART = 1012  # the server is restarting (uvicorn closes every socket with it on SIGTERM)
 
 # Kinds of bad input counted here (the parser's own kinds are in protocol.py).
 MESSAGE_FLOOD = "message_flood"
+FRAME_FLOOD = "frame_flood"
 DTMF_FLOOD = "dtmf_flood"
 UNKNOWN_MARK = "unknown_mark"
 BAD_START = "bad_start"
 HANDLER_ERROR = "handler_error"
+
+# Streams refused (unsigned upgrade, refused start, no start in time, pushed out while waiting):
+# logged at a bounded rate, since anyone who has seen one signed upgrade can cause them at will.
+refusals = RefusalLog(log, "stream")
+_PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def clean(text: str, limit: int = 200) -> str:
@@ -68,6 +85,10 @@ class TwilioStreamConsumer(AsyncConsumer):
     session: CallSession | None = None
     sender: asyncio.Task[None] | None = None
     watchdog: asyncio.Task[None] | None = None
+    holder: asyncio.Task[None] | None = None  # keeps the call's claim alive (Redis leases)
+    closer: asyncio.Task[None] | None = None  # closes a socket that never started
+    start_deadline: asyncio.TimerHandle | None = None
+    claimed: str | None = None  # the CallSid this stream holds in `live_calls()`
     closing = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -111,22 +132,27 @@ class TwilioStreamConsumer(AsyncConsumer):
         self.key_presses = security.TokenBucket(
             settings.DTMF_MAX_PER_S, 2 * settings.DTMF_MAX_PER_S, clock=self.loop.time
         )
+        self.frame_budget = security.TokenBucket(
+            settings.STREAM_MAX_FRAMES_PER_S, settings.STREAM_FRAME_BURST, clock=self.loop.time
+        )
         host, port = self.scope.get("client") or ("?", "?")
         self.peer = f"{host}:{port}"
+        self.owner = f"{_PROCESS}:{secrets.token_hex(4)}"
         signature = security.header(self.scope.get("headers", ()), b"x-twilio-signature")
         url = security.stream_url(settings.PUBLIC_BASE_URL)
         if not security.valid_signature(settings.TWILIO_AUTH_TOKEN, url, {}, signature):
-            log.warning(
-                "stream from %s refused: %s X-Twilio-Signature for %s",
-                self.peer,
-                "invalid" if signature else "missing",
-                url,
-            )
+            why = "invalid X-Twilio-Signature" if signature else "missing X-Twilio-Signature"
+            refusals.refused(why, f"upgrade from {self.peer} for {url}")
             await self.send({"type": "websocket.close", "code": 4403})
             raise StopConsumer
         await self.send({"type": "websocket.accept"})
         self.sender = asyncio.create_task(self._send_loop(), name=f"ws-send-{self.peer}")
         self.watchdog = asyncio.create_task(self._watch_idle(), name=f"ws-idle-{self.peer}")
+        self.start_deadline = self.loop.call_later(
+            settings.STREAM_START_TIMEOUT_S, self._start_overdue
+        )
+        for old in pending_streams.add(self):
+            old.evict()
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         """Called with each WebSocket frame from Twilio."""
@@ -149,6 +175,8 @@ class TwilioStreamConsumer(AsyncConsumer):
         code = message.get("code", "?")
         if code == CLOSE_TOO_BIG:
             self._bad(protocol.TOO_LARGE, "a message over the server's limit (closed with 1009)")
+        elif code == CLOSE_NOT_UTF8:
+            self._bad(protocol.NOT_UTF8, "a text frame that is not UTF-8 (closed with 1007)")
         reason = "server shutdown" if code == CLOSE_RESTART else "disconnect"
         await self._finish(f"{reason} (code {code})", close=False)
         raise StopConsumer
@@ -168,7 +196,10 @@ class TwilioStreamConsumer(AsyncConsumer):
         except RecursionError:  # json.loads on "[[[[…": the parser's depth limit, not a crash
             event = protocol.ProtocolError(protocol.INVALID_JSON, "JSON nested too deeply")
         if type(event) is protocol.Media:
-            self._on_media(event)
+            if not self._on_media(event):
+                rate = settings.STREAM_MAX_FRAMES_PER_S
+                self._bad(FRAME_FLOOD, f"over {rate:g} audio frames/s")
+                await self._finish(f"frame flood (over {rate:g}/s)", code=CLOSE_POLICY)
         elif isinstance(event, protocol.ProtocolError):
             self._bad(event.kind, event.reason)
         elif isinstance(event, protocol.Start):
@@ -183,20 +214,25 @@ class TwilioStreamConsumer(AsyncConsumer):
             await self._finish("stop")
         # Connected carries nothing we need.
 
-    def _on_media(self, media: protocol.Media) -> None:
+    def _on_media(self, media: protocol.Media) -> bool:
+        """Queue the audio; False if it is over the stream's budget of frames a second."""
         session = self.session
         if session is None:
             self._bad(protocol.MEDIA_BEFORE_START, "media before start")
-            return
+            return True
         if media.stream_sid != session.stream_sid:
             self._bad(protocol.WRONG_STREAM, f"media for stream {media.stream_sid}")
-            return
+            return True
+        # One message may carry many frames: the message rate alone does not bound the audio.
+        if not self.frame_budget.take(-(-len(media.payload) // FRAME_BYTES)):
+            return False
         reframer = self.reframer
         irregular = reframer.irregular
         for frame in reframer.push(media.payload):
             session.rx_enqueue(frame)
         if reframer.irregular != irregular:
             self._bad(protocol.IRREGULAR_FRAME, f"payload of {len(media.payload)} bytes re-cut")
+        return True
 
     def _on_mark(self, session: CallSession, name: str) -> None:
         # Only our own marks come back: anything else is counted, not logged and recorded each
@@ -216,6 +252,7 @@ class TwilioStreamConsumer(AsyncConsumer):
         if self.session is not None:
             self._bad(protocol.REPEATED_START, "a second start on one stream")
             return
+        self._started_or_gone()
         why = None
         if not (
             security.valid_sid(start.call_sid)
@@ -226,18 +263,18 @@ class TwilioStreamConsumer(AsyncConsumer):
             self._bad(BAD_START, why)
         if why is None:
             now = time.time()
-            token = start.custom_parameters.get("token")
-            why = security.check_stream_token(
-                settings.TWILIO_AUTH_TOKEN, start.call_sid, token, now=now
+            token = security.read_stream_token(
+                settings.TWILIO_AUTH_TOKEN,
+                start.call_sid,
+                start.custom_parameters.get("token"),
+                now=now,
             )
-            if why is None and not await security.token_store().aspend(token, now=now):
-                why = "stream token already used"
+            why = token if isinstance(token, str) else await self._admit(token, now=now)
         if why is not None:
-            log.warning(
-                "stream %s for call %s refused: %s",
-                clean(start.stream_sid, 64),
-                clean(start.call_sid, 64),
+            refusals.refused(
                 why,
+                f"stream {clean(start.stream_sid, 64)} for call {clean(start.call_sid, 64)} "
+                f"from {self.peer}",
             )
             await self._finish(why, code=CLOSE_POLICY)
             return
@@ -258,6 +295,72 @@ class TwilioStreamConsumer(AsyncConsumer):
         log.info("call=%s stream %s started (%s)", start.call_sid, start.stream_sid, self.peer)
         session.start()
         shutdown.register(session)
+
+    async def _admit(self, token: security.StreamToken, *, now: float) -> str | None:
+        """Spend the token, then claim the call; return why the stream is refused, or None.
+
+        One after the other, not gathered: in memory neither ever waits, so the start goes on
+        in the same turn of the loop (gathered, each start waited for more turns of a loop busy
+        with the other calls: BENCHMARKS.md, Start-up); with Redis each is one round trip.
+        """
+        if not await security.token_store().aspend(token, now=now):
+            return "stream token already used"
+        call_sid = token.call_sid
+        calls = live_calls()
+        claim = await calls.aclaim(call_sid, self.owner)
+        if claim == ENDED:
+            return "the call has ended"
+        if claim != CLAIMED:
+            return "another stream of this call is live"
+        self.claimed = call_sid
+        if calls.renew_every_s:
+            self.holder = asyncio.create_task(
+                self._hold_call(call_sid, calls.renew_every_s), name=f"ws-claim-{call_sid}"
+            )
+        return None
+
+    async def _hold_call(self, call_sid: str, every_s: float) -> None:
+        """Renew the call's claim while the stream lives (a lease: see telephony.livecalls)."""
+        calls = live_calls()
+        while True:
+            await asyncio.sleep(every_s)
+            if not await calls.arenew(call_sid, self.owner):
+                log.warning("call=%s: its claim as a live stream ran out", call_sid)
+                return
+
+    def _started_or_gone(self) -> None:
+        """The socket no longer waits for `start`: drop its deadline and its place in line."""
+        if self.start_deadline is not None:
+            self.start_deadline.cancel()
+            self.start_deadline = None
+        pending_streams.remove(self)
+
+    def _start_overdue(self) -> None:
+        """No `start` within STREAM_START_TIMEOUT_S of the upgrade: close, whatever was sent."""
+        self.start_deadline = None
+        if self.session is None and not self.closing:
+            why = f"no start within {settings.STREAM_START_TIMEOUT_S:g} s"
+            refusals.refused("no start in time", f"socket from {self.peer}: {why}")
+            self._close_unstarted(why)
+
+    def evict(self) -> None:
+        """Close this socket, still waiting for `start`: too many wait (any thread may call)."""
+
+        def close() -> None:
+            if self.session is None and not self.closing:
+                why = f"over {settings.STREAM_MAX_PENDING} sockets waiting for start"
+                refusals.refused("too many sockets waiting for start", f"{self.peer}: {why}")
+                self._close_unstarted(why)
+
+        with contextlib.suppress(RuntimeError):  # its loop is closed: it is gone already
+            self.loop.call_soon_threadsafe(close)
+
+    def _close_unstarted(self, why: str) -> None:
+        """Close the socket, which never started, from a task of its own (kept: see `closer`)."""
+        if self.closer is None:
+            self.closer = self.loop.create_task(
+                self._finish(why, code=CLOSE_POLICY), name=f"ws-unstarted-{self.peer}"
+            )
 
     def _this_stream(self, stream_sid: str) -> CallSession | None:
         """The call's session if the event is for its stream; else count why not."""
@@ -324,14 +427,21 @@ class TwilioStreamConsumer(AsyncConsumer):
         if self.closing:
             return
         self.closing = True
+        self._started_or_gone()
         if self.watchdog is not None and self.watchdog is not asyncio.current_task():
             self.watchdog.cancel()
+        if self.holder is not None:
+            self.holder.cancel()
         session = self.session
         if session is not None:
             tail = self.reframer.flush()
             if tail:
                 session.rx_enqueue(tail)
             await self._stop_session(session, reason)
+        if self.claimed is not None:
+            # Only now, the call's end stored: from here it is marked ended, never free between.
+            await live_calls().arelease(self.claimed, self.owner, ended_for_s=ended_for_s())
+            self.claimed = None
         if close:
             await self._close(code, reason)
         else:

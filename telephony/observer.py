@@ -6,13 +6,16 @@ names the implementation (`calls.observer.LineReports` in this project: the data
 live page). Each call gets its own `CallObserver` from it. The defaults here do nothing, so
 the line runs, and its parts are tested, without any.
 
-Every method is called on the call path (the event loop, the RX/TX/STT threads, a request
-thread): implementations hand the report over and return at once; they never block.
+Every report is made on the call path (the event loop, the RX/TX/STT threads, a request
+thread): implementations hand it over and return at once; they never block. The answers of
+`call_answered` and `stream_status`, and `recently_ended`, may read the database: they are asked
+from a request's thread or at process start-up, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
     from telephony.metrics.meters import SecondSample
     from telephony.session import CallSession
     from telephony.turns.transcript import TranscriptEvent
+
+log = logging.getLogger(__name__)
 
 
 class CallObserver:
@@ -55,11 +60,21 @@ class LineObserver:
 
     def call_answered(
         self, *, call_sid: str, account_sid: str, from_number: str, to_number: str
-    ) -> None:
-        """The voice webhook answered a call (called in the request's thread)."""
+    ) -> bool:
+        """The voice webhook answered a call (called in the request's thread).
 
-    def stream_status(self, *, call_sid: str, event: str, detail: str) -> None:
-        """Twilio's stream status callback said something about a call."""
+        False if the call has already ended (a replayed webhook): nothing is recorded, and the
+        call gets no stream token. May read the database.
+        """
+        return True
+
+    def stream_status(self, *, call_sid: str, event: str, detail: str) -> bool:
+        """Twilio's stream status callback said something about a call; False: no such call."""
+        return True
+
+    def recently_ended(self, *, within_s: float) -> list[str]:
+        """The calls that ended in the last `within_s` seconds (asked once, at start-up)."""
+        return []
 
     def call_observer(
         self,

@@ -24,6 +24,7 @@ BAD_BASE64 = "bad_base64"
 EMPTY_PAYLOAD = "empty_payload"
 BINARY_FRAME = "binary_frame"
 TOO_LARGE = "too_large"
+NOT_UTF8 = "not_utf8"  # a text frame that is not UTF-8: the server closes the socket (1007)
 MEDIA_BEFORE_START = "media_before_start"
 WRONG_STREAM = "wrong_stream"
 REPEATED_START = "repeated_start"

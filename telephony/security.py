@@ -2,9 +2,11 @@
 
 The token binds a media stream to the call whose webhook we answered: an HMAC of the CallSid and
 an expiry, keyed by the auth token, passed as a `<Parameter>` (Twilio's `<Stream url>` takes no
-query string) and checked when `start` arrives. It is single-use per CallSid: in Redis when
-`REDIS_URL` is set, so every process behind a load balancer sees a token spent by any other;
-in this process otherwise (one process: nothing else to share with).
+query string) and checked when `start` arrives. It has one spelling only (see `_TOKEN`), and it
+is spent once: the spent record is keyed by what the digest covers (CallSid and expiry), not by
+the token's text, in Redis when `REDIS_URL` is set, so every process behind a load balancer
+sees a token spent by any other; in this process otherwise (one process: nothing else to share
+with).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,7 +32,11 @@ STREAM_PATH = "/twilio/stream/"
 # Twilio SIDs are two letters and 32 hex digits; anything printable and short is let through
 # (tests and tools use shorter ones), but never text that could break a log line or a row.
 _SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_EXPIRY_DIGITS = 12  # seconds since the epoch fit in 11 digits until the year 5138
+# A stream token is `<expiry>.<digest>` written one way only: the expiry in decimal without
+# leading zeros (seconds since the epoch fit in 11 digits until the year 5138), the digest in
+# lower-case hex. The digest covers the expiry as a number, so "0170…" and "170…" carry the
+# same digest: any spelling but this one is refused, or it would be a second, unspent token.
+_TOKEN = re.compile(r"([1-9][0-9]{0,11})\.([0-9a-f]{64})")
 
 
 def stream_url(public_base_url: str) -> str:
@@ -85,29 +92,44 @@ def make_stream_token(key: str, call_sid: str, *, now: float, ttl_s: int) -> str
     return f"{expires}.{_digest(key, call_sid, expires)}"
 
 
-def check_stream_token(key: str, call_sid: str, token: str | None, *, now: float) -> str | None:
-    """Return why `token` is not valid for `call_sid` now, or None if it is."""
+@dataclass(frozen=True, slots=True)
+class StreamToken:
+    """A checked stream token: the call it was issued for and when it expires."""
+
+    call_sid: str
+    expires: int
+
+    @property
+    def covered(self) -> str:
+        """What the digest covers: a token is spent under this, whatever its spelling."""
+        return f"{self.call_sid}.{self.expires}"
+
+
+def read_stream_token(
+    key: str, call_sid: str, token: str | None, *, now: float
+) -> StreamToken | str:
+    """Return `token` checked for `call_sid` now, or why it is refused."""
     if not token:
         return "missing stream token"
-    expires_text, _, digest = token.partition(".")
-    # isdigit() alone admits "²" (int() refuses it) and 5,000 digits (int() refuses those too).
-    digits = expires_text.isascii() and expires_text.isdigit()
-    if not digits or len(expires_text) > _EXPIRY_DIGITS or not digest:
+    match = _TOKEN.fullmatch(token)
+    if match is None:
         return "malformed stream token"
-    if not hmac.compare_digest(digest, _digest(key, call_sid, int(expires_text))):
+    expires = int(match[1])
+    if not hmac.compare_digest(match[2], _digest(key, call_sid, expires)):
         return "stream token does not match this CallSid"
-    if now > int(expires_text):
+    if now > expires:
         return "stream token expired"
-    return None
+    return StreamToken(call_sid=call_sid, expires=expires)
 
 
-def _expiry(token: str) -> float:
-    """The expiry a (checked) token carries."""
-    return float(token.partition(".")[0] or 0)
+def check_stream_token(key: str, call_sid: str, token: str | None, *, now: float) -> str | None:
+    """Return why `token` is not valid for `call_sid` now, or None if it is."""
+    checked = read_stream_token(key, call_sid, token, now=now)
+    return checked if isinstance(checked, str) else None
 
 
 class TokenStore(Protocol):
-    async def aspend(self, token: str, *, now: float) -> bool:
+    async def aspend(self, token: StreamToken, *, now: float) -> bool:
         """Mark a checked `token` used; False if it was already used."""
         ...
 
@@ -119,20 +141,47 @@ class UsedTokens:
         self._lock = threading.Lock()
         self._used: dict[str, float] = {}
 
-    def spend(self, token: str, *, now: float | None = None) -> bool:
+    def spend(self, token: StreamToken, *, now: float | None = None) -> bool:
         """Mark `token` used; False if it was already used."""
         now = time.time() if now is None else now
         with self._lock:
             for stale in [t for t, exp in self._used.items() if exp < now]:
                 del self._used[stale]
-            if token in self._used:
+            if token.covered in self._used:
                 return False
-            self._used[token] = _expiry(token)
+            self._used[token.covered] = token.expires
             return True
 
-    async def aspend(self, token: str, *, now: float) -> bool:
+    async def aspend(self, token: StreamToken, *, now: float) -> bool:
         """Mark `token` used; False if it was already used (never waits)."""
         return self.spend(token, now=now)
+
+
+class RedisClients:
+    """One redis.asyncio client per event loop (a client belongs to the loop that made it)."""
+
+    def __init__(self, url: str, *, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        # Tests run many loops: a loop's client goes with it.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> Any:
+        """The running loop's client."""
+        import redis.asyncio as redis  # only deployments with REDIS_URL need it
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = redis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=self.timeout_s,
+                socket_timeout=self.timeout_s,
+            )
+            self._clients[loop] = client
+        return client
 
 
 class RedisUsedTokens:
@@ -158,37 +207,21 @@ class RedisUsedTokens:
         self.timeout_s = timeout_s
         self.fallback = fallback or UsedTokens()
         self.fallbacks = 0  # spends decided in-process because Redis failed
-        # A redis.asyncio client belongs to the loop that made it (tests run many loops).
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._clients = RedisClients(url, timeout_s=timeout_s)
 
-    def key(self, token: str) -> str:
-        """The Redis key that marks `token` spent."""
-        return f"{self.prefix}:stream-token:{hashlib.sha256(token.encode()).hexdigest()}"
+    def key(self, token: StreamToken) -> str:
+        """The Redis key that marks `token` spent (a hash of what its digest covers)."""
+        covered = token.covered.encode("utf-8", "surrogatepass")
+        return f"{self.prefix}:stream-token:{hashlib.sha256(covered).hexdigest()}"
 
-    def _client(self) -> Any:
-        import redis.asyncio as redis  # only deployments with REDIS_URL need it
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = redis.Redis.from_url(
-                self.url,
-                socket_connect_timeout=self.timeout_s,
-                socket_timeout=self.timeout_s,
-            )
-            self._clients[loop] = client
-        return client
-
-    async def aspend(self, token: str, *, now: float) -> bool:
+    async def aspend(self, token: StreamToken, *, now: float) -> bool:
         """Mark `token` used in Redis; False if any process already used it."""
         from redis.exceptions import RedisError
 
-        ttl_s = max(1, int(_expiry(token) - now) + 1)  # the key outlives the token, never less
+        ttl_s = max(1, int(token.expires - now) + 1)  # the key outlives the token, never less
         try:
             async with asyncio.timeout(self.timeout_s * 2):
-                return bool(await self._client().set(self.key(token), b"1", nx=True, ex=ttl_s))
+                return bool(await self._clients.get().set(self.key(token), b"1", nx=True, ex=ttl_s))
         except (RedisError, OSError, TimeoutError) as exc:
             self.fallbacks += 1
             log.error(
@@ -233,12 +266,12 @@ class TokenBucket:
         self._level = burst
         self._stamp = clock()
 
-    def take(self) -> bool:
-        """Spend one event; False if the budget is exhausted."""
+    def take(self, n: float = 1.0) -> bool:
+        """Spend `n` events (one by default); False, and nothing spent, if the budget is short."""
         now = self._clock()
         self._level = min(self.burst, self._level + (now - self._stamp) * self.rate_per_s)
         self._stamp = now
-        if self._level < 1.0:
+        if self._level < n:
             return False
-        self._level -= 1.0
+        self._level -= n
         return True

@@ -1,4 +1,13 @@
-"""Twilio's HTTP webhooks: the voice webhook answering TwiML, and the stream status callback."""
+"""Twilio's HTTP webhooks: the voice webhook answering TwiML, and the stream status callback.
+
+Each request is refused before anything else unless Twilio signed it (403), then refused if a
+field breaks `telephony.fields` (400, with the reason). A signature has no nonce, so a captured
+webhook can be replayed: the voice webhook of a call that has ended is answered `<Hangup/>`,
+without a token and without touching the call's record; a status callback for a call the line
+never answered is refused (404) rather than recorded. Refusals are logged at a bounded rate
+(`telephony.refusals`). In front of Django, `telephony.guard` refuses unsigned requests on the
+event loop already; the check here keeps the views safe wherever they are served from.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +22,22 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from telephony import security
+from telephony import fields, security
 from telephony.observer import get_line_observer
+from telephony.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
 View = Callable[[HttpRequest], HttpResponse]
+
+# Webhooks refused (unsigned, bad fields, an ended or unknown call): whoever floods them must not
+# flood the log as well.
+refusals = RefusalLog(log, "webhook")
+
+
+def client_of(request: HttpRequest) -> str:
+    """Who sent the request, for a log line."""
+    return request.META.get("REMOTE_ADDR") or "?"
 
 
 def twilio_signed(view: View) -> View:
@@ -30,17 +49,20 @@ def twilio_signed(view: View) -> View:
         signature = request.headers.get("X-Twilio-Signature")
         params = {key: request.POST.get(key, "") for key in request.POST}
         if not security.valid_signature(settings.TWILIO_AUTH_TOKEN, url, params, signature):
-            log.warning(
-                "403 %s: %s X-Twilio-Signature for %s (CallSid=%s)",
-                request.path,
-                "invalid" if signature else "missing",
-                url,
-                params.get("CallSid", "-"),
+            refusals.refused(
+                "invalid X-Twilio-Signature" if signature else "missing X-Twilio-Signature",
+                f"{request.path} from {client_of(request)}",
             )
             return HttpResponseForbidden("invalid Twilio signature")
         return view(request)
 
     return wrapper
+
+
+def refuse(request: HttpRequest, status: int, why: str, about: str = "") -> HttpResponse:
+    """Answer `status` with the reason, logged at a bounded rate."""
+    refusals.refused(why, f"{request.path} from {client_of(request)} {about}".rstrip())
+    return HttpResponse(why, status=status, content_type="text/plain")
 
 
 def stream_twiml(*, call_sid: str, now: float) -> str:
@@ -59,22 +81,36 @@ def stream_twiml(*, call_sid: str, now: float) -> str:
     return str(response)
 
 
+def hangup_twiml() -> str:
+    """TwiML that ends the call, and carries no stream token."""
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)
+
+
 @csrf_exempt
 @require_POST
 @twilio_signed
 def voice(request: HttpRequest) -> HttpResponse:
     """Answer an incoming call: record it and connect it to the media stream."""
-    call_sid = request.POST.get("CallSid", "")
-    if not call_sid:
-        return HttpResponse("CallSid is required", status=400)
-    get_line_observer().call_answered(
-        call_sid=call_sid,
-        account_sid=request.POST.get("AccountSid", ""),
-        from_number=request.POST.get("From", ""),
-        to_number=request.POST.get("To", ""),
+    call = fields.read_voice(request.POST)
+    if isinstance(call, str):
+        return refuse(request, 400, call)
+    answered = get_line_observer().call_answered(
+        call_sid=call.call_sid,
+        account_sid=call.account_sid,
+        from_number=call.from_number,
+        to_number=call.to_number,
     )
-    log.info("call %s answered (from %s)", call_sid, request.POST.get("From", "-"))
-    return HttpResponse(stream_twiml(call_sid=call_sid, now=time.time()), content_type="text/xml")
+    if not answered:
+        # A replay of an ended call's webhook (Twilio asks once per call): no token, and the
+        # call's record as it was. <Hangup/> is valid TwiML, should Twilio itself ever ask again.
+        refusals.refused("the call has ended", f"voice webhook for {call.call_sid}: <Hangup/>")
+        return HttpResponse(hangup_twiml(), content_type="text/xml")
+    log.info("call %s answered (from %s)", call.call_sid, call.from_number or "-")
+    return HttpResponse(
+        stream_twiml(call_sid=call.call_sid, now=time.time()), content_type="text/xml"
+    )
 
 
 @csrf_exempt
@@ -82,10 +118,13 @@ def voice(request: HttpRequest) -> HttpResponse:
 @twilio_signed
 def stream_status(request: HttpRequest) -> HttpResponse:
     """Record a stream status callback (stream-started / stream-stopped / stream-error)."""
-    call_sid = request.POST.get("CallSid", "")
-    event = request.POST.get("StreamEvent", "")
-    detail = request.POST.get("StreamError", "") or request.POST.get("StreamSid", "")
-    log.info("stream status %s for %s %s", event or "?", call_sid or "?", detail)
-    if call_sid:
-        get_line_observer().stream_status(call_sid=call_sid, event=event, detail=detail)
+    status = fields.read_stream_status(request.POST)
+    if isinstance(status, str):
+        return refuse(request, 400, status)
+    log.info("stream status %s for %s %s", status.event or "?", status.call_sid, status.detail)
+    known = get_line_observer().stream_status(
+        call_sid=status.call_sid, event=status.event, detail=status.detail
+    )
+    if not known:
+        return refuse(request, 404, "unknown CallSid", status.call_sid)
     return HttpResponse(status=204)

@@ -7,6 +7,8 @@ import time
 
 from django.conf import settings
 
+from telephony import serverlog
+from telephony.livecalls import ended_for_s, live_calls
 from telephony.observer import get_line_observer
 from telephony.process import gcwatch
 
@@ -24,10 +26,17 @@ def warm_up() -> None:
     get_tts_engine().warm_up()
     if settings.GREETING_TEXT:
         get_prompt_cache().render(settings.GREETING_TEXT)
-    get_line_observer().process_started()  # e.g. close the calls a crashed process left
+    observer = get_line_observer()
+    observer.process_started()  # e.g. close the calls a crashed process left
+    # A stream token issued before a call ended may still be valid: remember those calls as
+    # ended (a process without Redis would otherwise forget them across a restart).
+    live_calls().remember_ended(
+        observer.recently_ended(within_s=ended_for_s()), for_s=ended_for_s()
+    )
     from telephony.shutdown import install
 
     install()  # SIGTERM finishes the calls in progress before the process goes
+    serverlog.install()  # the consumer reports a broken frame once, with its call
     # Everything loaded so far lives as long as the process: keep the collector from scanning
     # it again and again, which shortens the pauses the RX/TX threads see.
     gc.freeze()

@@ -79,9 +79,7 @@ class _Library:
         lib.espeak_SetSynthCallback(self._callback)
         self.sample_rate = rate
         self._lib = lib
-        log.info(
-            "espeak-ng loaded: %d Hz in %.1f ms", rate, (time.perf_counter() - started) * 1000
-        )
+        log.info("espeak-ng loaded: %d Hz in %.1f ms", rate, (time.perf_counter() - started) * 1000)
         return lib
 
     def _on_audio(self, wav: ctypes._Pointer, numsamples: int, _events: int | None) -> int:

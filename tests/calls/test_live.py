@@ -29,6 +29,12 @@ def application() -> Any:
     return application
 
 
+@pytest.fixture(autouse=True)
+def page_origin(settings: Any) -> None:
+    """The tests' pages are served from ORIGIN: the one origin allowed to open the socket."""
+    settings.LIVE_PAGE_ORIGINS = [ORIGIN[1].decode()]
+
+
 def session_headers(user: User | None) -> list[tuple[bytes, bytes]]:
     """Return the headers of a browser logged in as `user` (or of nobody)."""
     if user is None:
@@ -152,17 +158,90 @@ async def test_publishing_without_a_layer_or_with_a_broken_one_never_raises() ->
 
 
 async def test_a_page_from_another_site_is_refused(
-    staff_headers: list[tuple[bytes, bytes]], settings: Any
+    application: Any, staff_headers: list[tuple[bytes, bytes]], settings: Any
 ) -> None:
-    """The router's origin check, as project/asgi.py builds it, once ALLOWED_HOSTS is set."""
-    from channels.auth import AuthMiddlewareStack
-    from channels.routing import URLRouter
-    from channels.security.websocket import AllowedHostsOriginValidator
-
-    from calls.routing import websocket_urlpatterns
-
-    settings.ALLOWED_HOSTS = ["testserver"]
-    app = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+    """The router's origin check as project/asgi.py builds it: the configured origins, exactly."""
     cookie = [h for h in staff_headers if h[0] == b"cookie"]
-    assert await refused(app, [(b"origin", b"https://evil.example"), *cookie])
-    assert not await refused(app, [ORIGIN, *cookie])
+    assert await refused(application, [(b"origin", b"https://evil.example"), *cookie])
+    assert not await refused(application, [ORIGIN, *cookie])
+    # A browser sends the session cookie to every port and scheme of the host: none but the
+    # configured origin gets in, whatever ALLOWED_HOSTS says.
+    settings.ALLOWED_HOSTS = ["*"]
+    for other in (
+        b"http://testserver:8001",
+        b"https://testserver",
+        b"http://sub.testserver",
+        b"http://testserver.evil.example",
+        b"null",
+    ):
+        assert await refused(application, [(b"origin", other), *cookie]), other
+    assert await refused(application, cookie)  # no Origin at all
+    settings.LIVE_PAGE_ORIGINS = ["https://line.example.com", "http://testserver:8001"]
+    assert not await refused(application, [(b"origin", b"http://testserver:8001"), *cookie])
+    assert not await refused(application, [(b"origin", b"https://line.example.com:443"), *cookie])
+    assert await refused(application, [ORIGIN, *cookie])
+
+
+def test_only_exact_origins_can_be_configured() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from project.settings import exact_origins
+
+    assert exact_origins(["https://line.example.com", "http://127.0.0.1:8000"])
+    for bad in ("*", "line.example.com", "https://.example.com", "https://x.example/path",
+                "ftp://x.example", "https://*.example.com"):  # fmt: skip
+        with pytest.raises(ImproperlyConfigured):
+            exact_origins([bad])
+
+
+async def test_what_a_page_sends_is_ignored_and_figures_keep_coming(
+    application: Any, staff_headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Non-JSON, binary and deeply nested frames raised in the consumer: they are ignored."""
+    communicator = WebsocketCommunicator(application, PATH, headers=staff_headers)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    for text in ("{not json", "[" * 100_000, '{"type": "metrics.sample"}', "null"):
+        await communicator.send_to(text_data=text)
+    await communicator.send_to(bytes_data=b"\x00\xff")
+    assert await communicator.receive_nothing(timeout=0.1)  # nothing raised, nothing said
+    assert await live.publish_sample(get_channel_layer(), sample("CA1", 1))
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "sample"
+    await communicator.disconnect()
+
+
+def end_session(user: User) -> None:
+    """Log the user out everywhere: delete their sessions from the store."""
+    from django.contrib.sessions.models import Session
+
+    for session in Session.objects.all():
+        if session.get_decoded().get("_auth_user_id") == str(user.pk):
+            session.delete()
+
+
+def deactivate(user: User) -> None:
+    User.objects.filter(pk=user.pk).update(is_active=False)
+
+
+def take_permission(user: User) -> None:
+    user.user_permissions.clear()
+
+
+@pytest.mark.parametrize("revoke", [end_session, deactivate, take_permission])
+async def test_a_watcher_who_may_no_longer_watch_is_closed(
+    application: Any, staff_user: User, settings: Any, revoke: Any
+) -> None:
+    from channels.db import database_sync_to_async
+
+    settings.LIVE_PAGE_RECHECK_S = 0.2
+    headers = await database_sync_to_async(session_headers)(staff_user)
+    communicator = WebsocketCommunicator(application, PATH, headers=headers)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    assert await communicator.receive_nothing(timeout=0.5)  # checked again: still allowed
+    await database_sync_to_async(revoke)(staff_user)
+    closed = await communicator.receive_output(timeout=3)
+    assert (closed["type"], closed["code"]) == ("websocket.close", 4403)
+    # It left the group: figures published now reach no one there.
+    assert await live.publish_sample(get_channel_layer(), sample("CA1", 2))
+    assert await communicator.receive_nothing(timeout=0.2)

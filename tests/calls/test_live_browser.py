@@ -180,3 +180,66 @@ def test_the_live_page_follows_a_call_from_start_to_end(
     expect(row).to_have_count(0)
     expect(snap).to_have_count(1)
     expect(page.locator("#live-count")).to_have_text("1 running call")
+
+
+# What a page does to read the live figures: open the socket, keep what it is told.
+READ_FIGURES = """
+async (url) => await new Promise((resolve) => {
+  const seen = [];
+  const ws = new WebSocket(url);
+  ws.onmessage = (event) => seen.push(JSON.parse(event.data).type);
+  ws.onclose = (event) => resolve({opened: seen.length > 0, seen, code: event.code});
+  setTimeout(() => { ws.close(); }, 3000);
+})
+"""
+
+
+@pytest.fixture
+def other_site() -> Iterator[str]:
+    """A page on another port of the same host: Chromium sends it the admin's cookies too."""
+    import http.server
+
+    from telephony.testing.server_process import free_port
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<!doctype html><title>another site</title><p>hello"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    port = free_port()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Page)
+    thread = threading.Thread(target=httpd.serve_forever, name="other-site", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_page_on_another_port_of_the_host_cannot_read_the_figures(
+    server: ServerProcess, page: Any, other_site: str
+) -> None:
+    """Found by review: with ALLOWED_HOSTS at its default `*`, any origin was let in."""
+    page.goto(f"{server.base_url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
+    socket_url = server.base_url.replace("http://", "ws://") + "/ws/admin/metrics/"
+
+    # The admin's own page: the staff member's session reads the figures.
+    own = page.evaluate(READ_FIGURES, socket_url)
+    assert own["seen"][:1] == ["snapshot"], own
+
+    # Another port of the same host, in the same browser (so with the same cookies): refused.
+    page.goto(other_site)
+    other = page.evaluate(READ_FIGURES, socket_url)
+    assert other == {"opened": False, "seen": [], "code": 1006}, other

@@ -32,6 +32,8 @@ DB_TESTS = [
     "test_live.py",
     "test_gonogo_run.py",
     "commands/test_calls_mark_interrupted.py",
+    "test_ended_calls.py",
+    "test_admin_search.py",
 ]
 
 

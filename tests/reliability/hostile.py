@@ -243,3 +243,68 @@ def before_start_messages(stream_sid: str) -> st.SearchStrategy[Msg]:
         .map(lambda n: "x" * (MAX_TEXT + n))
         .map(labelled(protocol.TOO_LARGE, "too large", raw=True)),
     )
+
+
+# --- what the adversarial review found --------------------------------------------------------
+
+FRAME_BURST = 1000  # STREAM_FRAME_BURST's default: audio frames let in at once
+
+
+def frames_in(messages: list[Msg]) -> int:
+    """The audio frames the accepted media among `messages` carry (a started stream's budget)."""
+    return sum(-(-m.audio_bytes // FRAME_BYTES) for m in messages if m.kind is None)
+
+
+def within_frame_budget(messages: list[Msg], also: int = 0) -> bool:
+    """Whether the messages (sent at once, with `also` frames more) stay within the burst."""
+    return frames_in(messages) + also <= FRAME_BURST
+
+
+# Media of every size at once, carrying more than twice the burst of frames (17 messages of at
+# least 125 frames each): the frame budget's case.
+oversized_media_sizes = st.tuples(
+    st.lists(st.integers(20_000, 45_000), min_size=17, max_size=25),
+    st.lists(st.integers(1, 4000), max_size=15),
+).flatmap(lambda parts: st.permutations(parts[0] + parts[1]))
+
+
+def respelled_tokens(token: str) -> st.SearchStrategy[str]:
+    """Other spellings of one stream token: the same expiry and digest, written differently."""
+    expires, _, digest = token.partition(".")
+    padding = st.sampled_from(["0", "00", "+", " ", "\t", "\u0660", "\uff10"])
+    return st.one_of(
+        padding.map(lambda p: f"{p}{expires}.{digest}"),
+        padding.map(lambda p: f"{expires}.{digest}{p}"),
+        st.sets(st.integers(0, 63), min_size=1, max_size=8)
+        .map(
+            lambda positions: (
+                f"{expires}."
+                + "".join(c.upper() if i in positions else c for i, c in enumerate(digest))
+            )
+        )
+        .filter(lambda t: t != token),
+        st.sampled_from(["..", ". ", "_", ","]).map(lambda sep: f"{expires}{sep}{digest}"),
+        st.integers(1, 5).map(lambda n: f"{expires}.{digest}" + "0" * n),
+    )
+
+
+# What a live page's socket may be sent: it only listens, so all of it is ignored.
+live_page_frames = st.one_of(
+    wild_text.filter(bool),
+    json_values.map(dumps).filter(bool),
+    st.integers(10, 100_000).map(lambda n: "[" * n),
+    st.integers(10, 5_000).map(lambda n: '{"a":' * n),
+    st.binary(min_size=1, max_size=300),
+    st.sampled_from(
+        ['{"type": "metrics.sample", "call_sid": "CA1"}', '{"type": "websocket.close"}']
+    ),
+)
+
+# Webhook field values: Twilio's own, and what a replayed or forged form could carry.
+webhook_values = st.one_of(
+    st.sampled_from(["+972501234567", "+15005550006", "client:alice", "anonymous", ""]),
+    wild_text,
+    st.integers(25, 80).map(lambda n: "+" + "1" * n),
+    st.integers(1, 80).map(lambda n: "CA" + "f" * n),
+    st.sampled_from(["<b>CA1</b>", "CA1\x00", "\u202e+1555", "CA" + "1" * 32 + "\n"]),
+).filter(lambda v: not any(0xD800 <= ord(c) <= 0xDFFF for c in v))  # no form can carry these

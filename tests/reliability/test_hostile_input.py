@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from calls.models import Call, CallEvent
 from telephony import protocol, security
+from telephony.livecalls import CLAIMED, ENDED, ended_for_s, live_calls
 from telephony.media.audio import FRAME_BYTES
 from telephony.testing.caller import dial, new_sid
 from tests.reliability.helpers import (
@@ -35,6 +36,7 @@ from tests.reliability.helpers import (
     close_code,
     database_url,
     open_stream,
+    query,
     send,
     signed_headers,
     start,
@@ -46,13 +48,19 @@ from tests.reliability.helpers import (
 )
 from tests.reliability.hostile import (
     DTMF,
+    FRAME_BURST,
     Msg,
     before_start_messages,
     event,
     good_frame,
     labelled,
+    live_page_frames,
     media,
     mid_call_messages,
+    oversized_media_sizes,
+    respelled_tokens,
+    webhook_values,
+    within_frame_budget,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -93,7 +101,13 @@ def expected_irregular(audio_sizes: list[int]) -> int:
 
 
 @PROPERTY_SETTINGS
-@given(hostile=st.lists(mid_call_messages(STREAM, "CA1"), max_size=25))
+# Within the frame budget (the good frames included): audio beyond it closes the call, which
+# `test_audio_beyond_the_frame_budget_closes_the_call` covers.
+@given(
+    hostile=st.lists(mid_call_messages(STREAM, "CA1"), max_size=25).filter(
+        lambda msgs: within_frame_budget(msgs, also=3 + len(msgs))
+    )
+)
 # Found before: a lone surrogate in a reason made the recorder lose a whole batch of rows (the
 # call's among them); "[[[..." raised RecursionError out of the parser and ended the consumer.
 @example(hostile=[labelled(protocol.WRONG_STREAM, "sid")(media("MZ\ud800\x00", PAYLOAD))])
@@ -140,12 +154,19 @@ async def test_hostile_messages_mid_call_are_counted_and_the_call_goes_on(
 
 REFUSALS = {
     "missing token": ({}, "missing stream token"),
-    "forged token": ({"token": "1999999999.forged"}, "does not match"),
+    "forged token": ({"token": "1999999999." + "0" * 64}, "does not match"),
+    "short digest": ({"token": "1999999999.forged"}, "malformed"),
     "expired token": (None, "expired"),
     "another call's token": (None, "does not match"),
     "superscript expiry": ({"token": "²³.abc"}, "malformed"),
     "huge expiry": ({"token": "9" * 5000 + ".abc"}, "malformed"),
     "used token": (None, "already used"),
+    # Found by review: the same token spelled another way was a second, unspent token.
+    "zero-padded expiry": (None, "malformed"),
+    "upper-case digest": (None, "malformed"),
+    # Found by review: a second stream of a live call, and a stream of an ended call.
+    "another live stream": (None, "another stream of this call is live"),
+    "ended call": (None, "the call has ended"),
     "hostile StreamSid": (None, "malformed start"),
 }
 
@@ -158,13 +179,37 @@ async def test_a_stream_is_refused_before_any_audio_or_starts_cleanly(
     call_sid, stream_sid = new_sid("CA"), new_sid("MZ")
     early = data.draw(st.lists(before_start_messages(stream_sid), max_size=8))
     params, why = REFUSALS.get(refusal, (None, ""))
+    fresh = token_for(call_sid)
+    expires, _, digest = fresh.partition(".")
     if refusal == "expired token":
         params = {"token": token_for(call_sid, now=time.time() - 120)}
     elif refusal == "another call's token":
         params = {"token": token_for(new_sid("CA"))}
     elif refusal == "used token":
-        params = {"token": token_for(call_sid)}
-        assert await security.token_store().aspend(params["token"], now=time.time())
+        params = {"token": fresh}
+        spent = security.read_stream_token(
+            settings.TWILIO_AUTH_TOKEN, call_sid, fresh, now=time.time()
+        )
+        assert await security.token_store().aspend(spent, now=time.time())
+    elif refusal == "zero-padded expiry":
+        params = {"token": f"{'0' * data.draw(st.integers(1, 3))}{expires}.{digest}"}
+        spent = security.read_stream_token(
+            settings.TWILIO_AUTH_TOKEN, call_sid, fresh, now=time.time()
+        )
+        assert await security.token_store().aspend(spent, now=time.time())
+    elif refusal == "upper-case digest":
+        params = {"token": f"{expires}.{digest.upper()}"}
+    elif refusal == "another live stream":
+        params = {"token": fresh}
+        assert await live_calls().aclaim(call_sid, "another-stream") == CLAIMED
+    elif refusal == "ended call":  # its first stream ran and ended, as the consumer leaves it
+        params = {"token": fresh}
+        await Call.objects.acreate(
+            call_sid=call_sid, stream_sid="MZ-first", status="ended", frames_in=500,
+            end_reason="stop",
+        )  # fmt: skip
+        assert await live_calls().aclaim(call_sid, "MZ-first") == CLAIMED
+        await live_calls().arelease(call_sid, "MZ-first", ended_for_s=ended_for_s())
     started_with = stream_sid
     if refusal == "hostile StreamSid":
         started_with = "MZ\ud800 \x00"
@@ -189,10 +234,21 @@ async def test_a_stream_is_refused_before_any_audio_or_starts_cleanly(
         assert [m["type"] for m in out] == ["websocket.close"]
         assert out[0]["code"] == 4008  # 1008 (policy) in the range daphne allows
         assert why in out[0]["reason"]
-        assert not await Call.objects.filter(call_sid=call_sid).aexists()
+        if refusal == "ended call":  # the ended call's record is as it was
+            call = await Call.objects.aget(call_sid=call_sid)
+            assert (call.status, call.stream_sid, call.frames_in) == ("ended", "MZ-first", 500)
+        else:
+            assert not await Call.objects.filter(call_sid=call_sid).aexists()
         await comm.send_to(text_data=good_frame(stream_sid).data)  # ignored: the call is over
         assert await comm.receive_nothing(0.1)
         await comm.disconnect()
+    if refusal == "another live stream":  # the other stream still holds the call
+        assert live_calls().holder(call_sid) == "another-stream"  # type: ignore[attr-defined]
+        await live_calls().arelease(call_sid, "another-stream")
+    # A refused stream holds nothing; a call that ended stays so; one that ran has ended.
+    after = await live_calls().aclaim(call_sid, "after")
+    assert after == (CLAIMED if refusal not in (None, "ended call") else ENDED), after
+    await live_calls().arelease(call_sid, "after")
     assert wait_until(lambda: not threads_of(call_sid), 2.0), threads_of(call_sid)
 
 
@@ -235,6 +291,134 @@ async def test_floods_of_marks_and_keys_are_counted_not_recorded_one_by_one(app:
     assert DTMF_BURST <= keys < 40  # the burst, and what the rate refilled meanwhile
     assert call.bad_input["dtmf_flood"] == 200 - keys
     assert await CallEvent.objects.filter(call=call).exclude(kind="dtmf").acount() < 10
+
+
+@PROPERTY_SETTINGS
+@given(sizes=oversized_media_sizes)
+async def test_audio_beyond_the_frame_budget_closes_the_call(app: Any, sizes: list[int]) -> None:
+    """Found by review: a 64 KB message counted as one message while carrying 300 frames."""
+    call_sid, stream_sid = new_sid("CA"), new_sid("MZ")
+    comm = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
+    assert (await comm.connect())[0]
+    await comm.send_to(text_data=start(call_sid, stream_sid))
+    t0 = time.monotonic()
+    for size in sizes:
+        await comm.send_to(text_data=good_frame(stream_sid, b"\x7f" * size).data)
+    out = await until_closed(comm)
+    elapsed = time.monotonic() - t0
+    assert (out[-1]["code"], out[-1]["reason"]) == (4008, "frame flood (over 250/s)")
+    call = await Call.objects.aget(call_sid=call_sid)
+    assert call.bad_input["frame_flood"] == 1
+    # Let in: the burst and what the rate refilled meanwhile, never the flood.
+    assert call.frames_in <= FRAME_BURST + 250 * elapsed + 1
+    assert call.frames_in < sum(-(-s // FRAME_BYTES) for s in sizes)
+    assert call.frames_in == call.extra["frames_written"] + call.rx_drops
+    assert wait_until(lambda: not threads_of(call_sid), 2.0), threads_of(call_sid)
+
+
+@hypothesis_settings(PROPERTY_SETTINGS, max_examples=min(PROPERTY_SETTINGS.max_examples, 10))
+@given(trickle=st.lists(before_start_messages("MZ" + "1" * 32), min_size=1, max_size=6))
+async def test_a_socket_without_start_is_closed_at_its_deadline_whatever_it_sends(
+    app: Any, settings: Any, trickle: list[Msg]
+) -> None:
+    """Found by review: harmless messages now and then kept a signed socket open for good."""
+    settings.STREAM_START_TIMEOUT_S = 0.3
+    comm = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
+    assert (await comm.connect())[0]
+    t0 = time.monotonic()
+    closed = None
+    while closed is None and time.monotonic() - t0 < 3:
+        for msg in trickle:
+            await send(comm, msg)
+        if not await comm.receive_nothing(0.05):
+            closed = await comm.receive_output(timeout=1)
+    assert closed is not None, "still open after 3 s"
+    assert (closed["code"], closed["reason"]) == (4008, "no start within 0.3 s")
+    assert time.monotonic() - t0 < 1.5
+    await comm.disconnect()
+
+
+@PROPERTY_SETTINGS
+@given(data=st.data())
+async def test_a_token_has_one_spelling_only(app: Any, data: st.DataObject) -> None:
+    """Found by review: the same token with a zero before its expiry was a second token."""
+    call_sid = new_sid("CA")
+    token = token_for(call_sid)
+    other = data.draw(respelled_tokens(token))
+    key, now = settings.TWILIO_AUTH_TOKEN, time.time()
+    assert security.check_stream_token(key, call_sid, token, now=now) is None
+    assert security.check_stream_token(key, call_sid, other, now=now) == "malformed stream token"
+
+
+def staff_cookie() -> list[tuple[bytes, bytes]]:
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    user, _ = User.objects.get_or_create(username="watcher", defaults={"is_staff": True})
+    user.user_permissions.add(Permission.objects.get(codename="view_call"))
+    client = Client()
+    client.force_login(user)
+    return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+
+
+@PROPERTY_SETTINGS
+@given(frames=st.lists(live_page_frames, min_size=1, max_size=10))
+async def test_what_a_live_page_sends_never_disturbs_it(
+    app: Any, settings: Any, frames: list[str | bytes]
+) -> None:
+    """Found by review: non-JSON, binary or deeply nested frames raised in the consumer."""
+    from channels.db import database_sync_to_async
+    from channels.layers import get_channel_layer
+
+    from calls import live
+    from tests.helpers.figures import sample
+
+    settings.LIVE_PAGE_ORIGINS = ["https://line.example.com"]
+    headers = [(b"origin", b"https://line.example.com"), *await database_sync_to_async(
+        staff_cookie
+    )()]  # fmt: skip
+    page = WebsocketCommunicator(app, "/ws/admin/metrics/", headers=headers)
+    assert (await page.connect())[0]
+    assert (await page.receive_json_from(timeout=5))["type"] == "snapshot"
+    for frame in frames:
+        if isinstance(frame, bytes):
+            await page.send_to(bytes_data=frame)
+        else:
+            await page.send_to(text_data=frame)
+    assert await live.publish_sample(get_channel_layer(), sample("CA-live", 4))
+    relayed = await page.receive_json_from(timeout=5)  # still listening, nothing else said
+    assert (relayed["type"], relayed["call_sid"], relayed["second"]) == ("sample", "CA-live", 4)
+    await page.disconnect()
+
+
+@PROPERTY_SETTINGS
+@given(call_sid=webhook_values, caller=webhook_values, callee=webhook_values)
+def test_a_webhook_either_refuses_its_fields_or_keeps_them_whole(
+    settings: Any, call_sid: str, caller: str, callee: str
+) -> None:
+    """Found by review: a signed webhook stored any CallSid, From or To as sent."""
+    from django.test import Client
+    from twilio.request_validator import RequestValidator
+
+    settings.PUBLIC_BASE_URL = "https://line.example.com"
+    form = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": caller, "To": callee}
+    url = "https://line.example.com/twilio/voice/"
+    signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, form)
+    Call.objects.filter(call_sid=call_sid).delete()
+    response = Client().post("/twilio/voice/", form, HTTP_X_TWILIO_SIGNATURE=signature)
+    if response.status_code == 400:
+        assert response.content  # the reason, said
+        assert not Call.objects.filter(call_sid=call_sid).exists()
+        return
+    assert response.status_code == 200, response.content
+    # Kept as sent, and only what `start` and the database would both take.
+    call = Call.objects.get(call_sid=call_sid)
+    assert (call.from_number, call.to_number) == (caller, callee)
+    assert security.valid_sid(call_sid)
+    for value in (caller, callee):
+        assert len(value) <= 32
+        assert "\x00" not in value
+    call.delete()
 
 
 # --- a real server ------------------------------------------------------------------------------
@@ -288,7 +472,11 @@ async def oversized_stream(base_url: str, payload: str | bytes, text: bool) -> t
         HealthCheck.large_base_example,  # 60 messages is the point
     ],
 )
-@given(batch=st.lists(mid_call_messages(STREAM, "CA1"), min_size=60, max_size=60))
+@given(
+    batch=st.lists(mid_call_messages(STREAM, "CA1"), min_size=60, max_size=60).filter(
+        lambda msgs: within_frame_budget(msgs, also=len(msgs))
+    )
+)
 def test_hostile_streams_beside_a_good_call_on_a_real_server(
     server_factory: Any, batch: list[Msg]
 ) -> None:
@@ -343,3 +531,35 @@ def test_hostile_streams_beside_a_good_call_on_a_real_server(
     log = server.log_text()
     assert "Traceback" not in log, log[-3000:]
     assert "threads still alive" not in log
+
+
+def test_a_text_frame_that_is_not_utf8_is_counted_once_under_uvicorn(
+    server_factory: Any,
+) -> None:
+    """Found by review: uvicorn closed with 1007 and logged a traceback; nothing was counted."""
+    server = server_factory(env={"STT_ENGINE": "none"}, server="uvicorn")  # what bin/run serves
+    call_sid, close = asyncio.run(oversized_stream(server.base_url, b"\xff\xfe{not", text=True))
+    assert close == (1007, ""), close
+    row = wait_until(
+        lambda: (
+            (r := call_rows(database_url(server), [call_sid]).get(call_sid))
+            and r["status"] == "ended"
+            and r
+        ),
+        10.0,
+    )
+    assert row, call_rows(database_url(server), [call_sid])
+    assert row["bad_input"] == {"not_utf8": 1}
+    assert row["end_reason"] == "disconnect (code 1007)"
+    assert (row["frames_in"], row["extra"]["frames_written"]) == (25, 25)
+    events = query(
+        database_url(server),
+        "SELECT e.detail FROM calls_callevent e JOIN calls_call c ON c.id = e.call_id "
+        "WHERE c.call_sid = ? AND e.kind = 'bad_input'",
+        (call_sid,),
+    )
+    assert events == [("not_utf8: a text frame that is not UTF-8 (closed with 1007)",)]
+    log = server.log_text()
+    assert "Traceback" not in log
+    assert "Invalid UTF-8" not in log  # the server's own line, said instead by the consumer:
+    assert log.count("not_utf8") == 1

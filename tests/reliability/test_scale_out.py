@@ -166,7 +166,10 @@ def test_a_deploy_drains_and_restarts_one_process_while_the_other_serves(
 
         # A stream token is spent once, whichever process it reaches (Redis).
         replayed, codes = asyncio.run(replay_a_token(list(ports.values()), nginx.origin, auth, tls))
-        assert codes == [None, 4008, 4008], codes
+        # The token that A's stream spent is refused by B, and again by A; a fresh token from a
+        # replayed webhook is refused by B too: one live stream per call in the deployment.
+        assert codes == [None, 4008, 4008, 4008], codes
+        assert "stream refused: another stream of this call is live" in servers["B"].log_text()
 
         # Four calls, spread over both processes.
         first = Callers("first", 4, nginx, wav, auth_token=auth, ramp_s=3.0, tail_s=2.5)
@@ -296,6 +299,12 @@ async def replay_a_token(
             async with open_stream(twiml.url, auth, connect_to=again) as replay:
                 await replay.send(start(call_sid, new_sid("MZ"), twiml.parameters))
                 codes.append((await close_code(replay, 5.0))[0])
+        await asyncio.sleep(1.1)  # two answers in the same second carry the same token
+        fresh = await answer(public, call_sid, auth, tls=tls)  # the webhook replayed: a new token
+        assert fresh.parameters != twiml.parameters
+        async with open_stream(twiml.url, auth, connect_to=direct[1]) as second:
+            await second.send(start(call_sid, new_sid("MZ"), fresh.parameters))
+            codes.append((await close_code(second, 5.0))[0])
     return call_sid, codes
 
 
@@ -322,6 +331,7 @@ def redis_app(settings: Any, redis_env: dict[str, str]) -> Any:
     settings.CHANNEL_LAYERS = {
         "default": redis_channel_layer(redis_env["REDIS_URL"], redis_env["CHANNELS_PREFIX"])
     }
+    settings.LIVE_PAGE_ORIGINS = ["http://testserver"]  # the page's origin (staff_headers)
     from project.asgi import application
 
     return application

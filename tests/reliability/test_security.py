@@ -7,6 +7,8 @@ SIDs), each closed before any audio is taken, are property-tested in test_hostil
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
 import subprocess
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -22,7 +25,7 @@ from twilio.request_validator import RequestValidator
 
 from calls.models import Call
 from telephony import security
-from telephony.testing.caller import new_sid
+from telephony.testing.caller import SIGNATURE_HEADER, VOICE_PATH, dial, new_sid
 from telephony.testing.server_process import REPO_ROOT, ServerProcess, free_port
 from tests.reliability.conftest import REDIS_HOST, REDIS_PORT, need
 from tests.reliability.helpers import (
@@ -32,6 +35,8 @@ from tests.reliability.helpers import (
     database_url,
     open_stream,
     start,
+    stop,
+    wait_until,
 )
 from tests.reliability.hostile import good_frame
 
@@ -71,6 +76,9 @@ def test_webhooks_answer_only_what_twilio_signed(client: Client, line: None, pat
         assert response.status_code == 403, why
     assert not Call.objects.exists()  # nothing was written for a refused request
 
+    if path == "/twilio/status/":  # a status is for a call the line answered
+        voice = "/twilio/voice/"
+        assert client.post(voice, FORM, **signed(voice, FORM)).status_code == 200
     response = client.post(path, FORM, **signed(path, FORM))
     assert response.status_code in (200, 204)
     assert client.get(path, **signed(path, {})).status_code == 405
@@ -87,6 +95,27 @@ def test_the_answer_carries_a_token_for_this_call_only(client: Client, line: Non
     assert b"wss://line.example.com/twilio/stream/" in response.content
 
 
+@pytest.mark.django_db
+def test_a_status_for_a_call_never_answered_is_refused_and_makes_no_call(
+    client: Client, line: None
+) -> None:
+    """Found by review: it created a bare active call that stayed until the next start-up."""
+    from calls.recorder import get_recorder
+
+    queued = dict(get_recorder().stats().enqueued)
+    path = "/twilio/status/"
+    status = {**FORM, "StreamSid": "MZ1", "StreamEvent": "stream-started"}
+    response = client.post(path, status, **signed(path, status))
+    assert (response.status_code, response.content) == (404, b"unknown CallSid")
+    bad = {**status, "CallSid": "<b>CA1</b>"}
+    response = client.post(path, bad, **signed(path, bad))
+    assert response.status_code == 400
+    assert b"CallSid is not a SID" in response.content
+    assert not Call.objects.exists()
+    # Nothing queued either: an event for an unknown call made its row when written.
+    assert dict(get_recorder().stats().enqueued) == queued
+
+
 # --- single use, in one process and across processes --------------------------------------------
 
 
@@ -94,12 +123,19 @@ def token(call_sid: str = "CA1", ttl_s: int = 60) -> str:
     return security.make_stream_token(KEY, call_sid, now=time.time(), ttl_s=ttl_s)
 
 
+def checked(call_sid: str = "CA1", ttl_s: int = 60) -> security.StreamToken:
+    """A token as the consumer spends it: checked for its call."""
+    read = security.read_stream_token(KEY, call_sid, token(call_sid, ttl_s), now=time.time())
+    assert isinstance(read, security.StreamToken), read
+    return read
+
+
 async def test_a_token_is_spent_once_in_memory() -> None:
     store = security.UsedTokens()
-    first = token()
+    first = checked()
     assert await store.aspend(first, now=time.time())
     assert not await store.aspend(first, now=time.time())
-    assert await store.aspend(token("CA2"), now=time.time())
+    assert await store.aspend(checked("CA2"), now=time.time())
     # Forgotten once expired (the signature check refuses it by then anyway).
     assert store.spend(first, now=time.time() + 3600)
 
@@ -111,11 +147,11 @@ async def test_a_token_is_spent_once_across_processes_through_redis() -> None:
     # Two stores, two connections: what two server processes behind a load balancer have.
     one = security.RedisUsedTokens(url, prefix=prefix)
     two = security.RedisUsedTokens(url, prefix=prefix)
-    spent = token(ttl_s=30)
+    spent = checked(ttl_s=30)
     assert await one.aspend(spent, now=time.time())
     assert not await two.aspend(spent, now=time.time())
     assert not await one.aspend(spent, now=time.time())
-    assert await two.aspend(token("CA2"), now=time.time())
+    assert await two.aspend(checked("CA2"), now=time.time())
     assert one.fallbacks == two.fallbacks == 0
 
     import redis.asyncio as redis
@@ -124,15 +160,15 @@ async def test_a_token_is_spent_once_across_processes_through_redis() -> None:
     try:
         ttl = await client.ttl(one.key(spent))
         assert 0 < ttl <= 31  # gone with the token: nothing piles up in Redis
-        assert await client.exists(f"{prefix}:stream-token:{spent}") == 0  # hashed, not the token
+        assert await client.exists(f"{prefix}:stream-token:{spent.covered}") == 0  # hashed
     finally:
-        await client.delete(one.key(spent), one.key(token("CA2")))
+        await client.delete(one.key(spent), one.key(checked("CA2")))
         await client.aclose()
 
 
 async def test_without_redis_a_token_is_still_spent_once_in_this_process() -> None:
     store = security.RedisUsedTokens(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
-    spent = token()
+    spent = checked()
     t0 = time.monotonic()
     assert await store.aspend(spent, now=time.time())
     assert not await store.aspend(spent, now=time.time())
@@ -249,9 +285,12 @@ def test_a_refused_stream_is_closed_by_the_real_server(
     server = server_factory(env={"STT_ENGINE": "none"})
     auth = django_settings.TWILIO_AUTH_TOKEN
 
-    async def refused(params: dict[str, str], call_sid: str) -> tuple[int | None, int]:
-        twiml = await answer(server.base_url, call_sid, auth)
-        async with open_stream(twiml.url, auth) as ws:
+    async def refused(
+        params: dict[str, str], call_sid: str, *, answered: bool = False
+    ) -> tuple[int | None, int]:
+        if not answered:  # an ended call's webhook is answered <Hangup/>: no second answer
+            await answer(server.base_url, call_sid, auth)
+        async with open_stream(security.stream_url(server.base_url), auth) as ws:
             await ws.send(start(call_sid, new_sid("MZ"), params))
             for _ in range(5):
                 await ws.send(good_frame("MZ-unused").data)
@@ -268,7 +307,7 @@ def test_a_refused_stream_is_closed_by_the_real_server(
             await refused({"token": "1999999999.forged"}, "CA" + "6" * 32),
             await refused({"token": expired}, "CA" + "8" * 32),
             await refused({}, "CA" + "9" * 32),
-            await refused(used.parameters, "CA" + "7" * 32),
+            await refused(used.parameters, "CA" + "7" * 32, answered=True),
         ]
 
     results = asyncio.run(scenario())
@@ -281,3 +320,179 @@ def test_a_refused_stream_is_closed_by_the_real_server(
         "CA" + "9" * 32: "answered",
     }
     assert server.log_text().count("refused:") == 4
+
+
+# --- what an adversarial review of a running server found ---------------------------------------
+
+
+async def post_voice(base_url: str, call_sid: str, auth: str) -> tuple[int, str]:
+    """POST the signed voice webhook (as Twilio did, or as a replay of it); status and body."""
+    url = base_url + VOICE_PATH
+    form = {"AccountSid": "AC" + "0" * 32, "CallSid": call_sid, "From": "+15005550006"}
+    signature = RequestValidator(auth).compute_signature(url, form)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=form, headers={SIGNATURE_HEADER: signature}) as response,
+    ):
+        return response.status, await response.text()
+
+
+def token_of(twiml: str) -> str | None:
+    found = re.search(r'<Parameter name="token" value="([^"]+)"', twiml)
+    return found.group(1) if found else None
+
+
+def test_one_live_stream_per_call_and_an_ended_call_stays_ended(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """A respelled token, a replayed webhook's token mid-call, then after the call: refused."""
+    from django.conf import settings as django_settings
+
+    server = server_factory(env={"STT_ENGINE": "none"}, server="uvicorn")
+    auth, base = django_settings.TWILIO_AUTH_TOKEN, server.base_url
+    call_sid, stream_sid = new_sid("CA"), new_sid("MZ")
+
+    async def refused(url: str, params: dict[str, str]) -> tuple[int | None, str]:
+        async with open_stream(url, auth) as ws:
+            await ws.send(start(call_sid, new_sid("MZ"), params))
+            for _ in range(5):
+                await ws.send(good_frame("MZ-other").data)
+            return await close_code(ws, 5.0)
+
+    async def scenario() -> dict[str, Any]:
+        twiml = await answer(base, call_sid, auth)
+        token = twiml.parameters["token"]
+        expires, _, digest = token.partition(".")
+        seen: dict[str, Any] = {}
+        async with open_stream(twiml.url, auth) as ws:
+            await ws.send(start(call_sid, stream_sid, twiml.parameters))
+            await ws.recv()  # the greeting flows: the call is live
+            for _ in range(25):
+                await ws.send(good_frame(stream_sid).data)
+            seen["respelled"] = await refused(twiml.url, {"token": f"0{expires}.{digest}"})
+            # A replayed webhook, while the call is live: a fresh token, refused as a second
+            # stream; another one kept for after the call.
+            # (A second apart: two answers in the same second carry the same token.)
+            await asyncio.sleep(1.1)
+            status, replayed = await post_voice(base, call_sid, auth)
+            assert status == 200
+            seen["second stream"] = await refused(twiml.url, {"token": token_of(replayed)})
+            await asyncio.sleep(1.1)
+            kept = token_of((await post_voice(base, call_sid, auth))[1])
+            for _ in range(25):
+                await ws.send(good_frame(stream_sid).data)
+            await ws.send(stop(call_sid, stream_sid))
+            seen["first"] = await close_code(ws)
+        seen["ended"] = wait_until(
+            lambda: call_rows(database_url(server), [call_sid])[call_sid]["status"] == "ended",
+            10.0,
+        )
+        seen["row"] = call_rows(database_url(server), [call_sid])[call_sid]
+        seen["replay after"] = await post_voice(base, call_sid, auth)
+        seen["after the call"] = await refused(twiml.url, {"token": kept})
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen["first"] == (1000, "stop")
+    assert seen["respelled"] == (4008, "malformed stream token")
+    assert seen["second stream"] == (4008, "another stream of this call is live")
+    assert seen["after the call"] == (4008, "the call has ended")
+    status, body = seen["replay after"]
+    assert status == 200
+    assert "<Hangup />" in body
+    assert token_of(body) is None  # no token for an ended call
+    row = seen["row"]
+    assert (row["stream_sid"], row["frames_in"], row["end_reason"]) == (stream_sid, 50, "stop")
+    time.sleep(0.5)  # anything the refused streams could have written is written by now
+    # The call's record is the first stream's, untouched by what came after it.
+    assert call_rows(database_url(server), [call_sid])[call_sid] == row
+    log = server.log_text()
+    assert "threads still alive" not in log
+    assert "Traceback" not in log
+    assert log.count("stream refused: ") == 3
+
+
+def test_sockets_that_never_start_are_closed_and_bounded(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Signed sockets that send harmless messages but no `start`: 200 stayed open for 30 s."""
+    from django.conf import settings as django_settings
+
+    env = {"STT_ENGINE": "none", "STREAM_START_TIMEOUT_S": "1", "STREAM_MAX_PENDING": "20"}
+    server = server_factory(env=env, server="uvicorn")
+    auth, url = django_settings.TWILIO_AUTH_TOKEN, security.stream_url(server.base_url)
+
+    async def idle(delay_s: float) -> tuple[tuple[int | None, str], float]:
+        await asyncio.sleep(delay_s)
+        async with open_stream(url, auth) as ws:
+            opened = time.monotonic()
+
+            async def chatter() -> None:
+                with contextlib.suppress(Exception):
+                    while True:
+                        await ws.send(json.dumps({"event": "connected", "protocol": "Call"}))
+                        await asyncio.sleep(0.2)
+
+            talker = asyncio.create_task(chatter())
+            closed = await close_code(ws, 10.0)
+            talker.cancel()
+            return closed, time.monotonic() - opened
+
+    async def scenario() -> tuple[list[Any], Any]:
+        sockets = asyncio.gather(*(idle(0.01 * n) for n in range(30)))
+        await asyncio.sleep(0.6)  # all 30 opened; 20 may wait
+        report = await dial(server.base_url, auth_token=auth, tail_silence_s=2.0)
+        return await sockets, report
+
+    closes, report = asyncio.run(scenario())
+    assert report.ok, report.summary()  # a real call still starts, and runs
+    evicted = [c for c, _ in closes if c == (4008, "over 20 sockets waiting for start")]
+    late = [t for c, t in closes if c == (4008, "no start within 1 s")]
+    assert len(evicted) + len(late) == 30, closes
+    assert len(evicted) >= 10  # the 10 over the bound, and one more for the real call
+    assert all(0.9 < t < 2.5 for t in late), late
+    log = server.log_text()
+    assert log.count("stream refused: ") <= 2  # one line per kind; the rest counted
+    assert "Traceback" not in log
+
+
+def test_an_unsigned_webhook_flood_is_refused_on_the_loop_and_logged_in_sum(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Each refusal wrote a WARNING line and took a turn in Django's one sync thread."""
+    from django.conf import settings as django_settings
+
+    server = server_factory(env={"STT_ENGINE": "none"}, server="uvicorn")
+    auth, url = django_settings.TWILIO_AUTH_TOKEN, server.base_url + VOICE_PATH
+    flood = 3000
+
+    async def unsigned(http: aiohttp.ClientSession, n: int) -> tuple[int, str]:
+        form = {"CallSid": f"CA{n:032x}", "From": "+15005550006"}
+        async with http.post(url, data=form) as response:
+            await response.read()
+            return response.status, response.headers.get("Content-Type", "")
+
+    async def scenario() -> tuple[list[tuple[int, str]], Any]:
+        call = asyncio.create_task(dial(server.base_url, auth_token=auth, tail_silence_s=4.0))
+        connector = aiohttp.TCPConnector(limit=50)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            answers = []
+            for first in range(0, flood, 500):
+                answers += await asyncio.gather(
+                    *(unsigned(http, n) for n in range(first, first + 500))
+                )
+        return answers, await call
+
+    answers, report = asyncio.run(scenario())
+    assert report.ok, report.summary()  # the real call beside the flood
+    # Every one refused, by the guard on the event loop (Django would answer text/html).
+    assert set(answers) == {(403, "text/plain")}
+    summary = wait_until(lambda: SUMMARY.search(server.log_text()), 15.0, 0.2)
+    assert summary, server.log_text()[-2000:]
+    assert int(summary.group(1).replace(",", "")) == flood - 1  # all but the first, counted
+    log = server.log_text()
+    assert log.count("webhook refused: ") == 1
+    assert "Traceback" not in log
+
+
+SUMMARY = re.compile(r"webhook: ([\d,]+) more refused in the last 10 s")

@@ -171,3 +171,107 @@ async def test_a_wrong_or_reused_token_closes_the_stream(app):
     assert "already used" in closed["reason"]
     await first.send_to(text_data=json.dumps({"event": "stop", "streamSid": STREAM, "stop": {}}))
     await receive_until_closed(first)
+
+
+async def test_a_second_stream_of_a_live_call_is_refused_whatever_its_token(app):
+    """Another token (a replayed webhook's) for a live call: one stream per CallSid."""
+    first = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
+    assert (await first.connect())[0]
+    await first.send_to(text_data=json.dumps(start("CA3")))
+    await first.receive_from(timeout=2)  # the greeting is flowing: accepted
+    for _ in range(3):
+        await first.send_to(text_data=media(0))
+    later = security.make_stream_token(
+        settings.TWILIO_AUTH_TOKEN, "CA3", now=time.time() + 5, ttl_s=60
+    )
+    second = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
+    assert (await second.connect())[0]
+    await second.send_to(text_data=json.dumps(start("CA3", later, stream_sid="MZsecond")))
+    closed = await second.receive_output(timeout=2)
+    assert closed["code"] == 4008
+    assert closed["reason"] == "another stream of this call is live"
+    await first.send_to(text_data=json.dumps({"event": "stop", "streamSid": STREAM, "stop": {}}))
+    assert (await receive_until_closed(first))[-1]["code"] == 1000
+    from calls.models import Call
+
+    call = await Call.objects.aget(call_sid="CA3")
+    assert (call.stream_sid, call.frames_in, call.status) == (STREAM, 3, "ended")
+    assert call_threads("CA3") == []
+    # The call has ended: a stream with yet another fresh token is refused, and spends it.
+    again = security.make_stream_token(
+        settings.TWILIO_AUTH_TOKEN, "CA3", now=time.time() + 10, ttl_s=60
+    )
+    third = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
+    assert (await third.connect())[0]
+    await third.send_to(text_data=json.dumps(start("CA3", again, stream_sid="MZthird")))
+    closed = await third.receive_output(timeout=2)
+    assert (closed["code"], closed["reason"]) == (4008, "the call has ended")
+    await call.arefresh_from_db()
+    assert (call.stream_sid, call.frames_in, call.status) == (STREAM, 3, "ended")
+
+
+async def test_a_socket_without_start_is_closed_at_its_deadline_whatever_it_sends(app, settings):
+    settings.STREAM_START_TIMEOUT_S = 0.3
+    comm = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
+    assert (await comm.connect())[0]
+    t0 = time.monotonic()
+    closed = None
+    while closed is None and time.monotonic() - t0 < 3:
+        await comm.send_to(text_data=json.dumps({"event": "connected", "protocol": "Call"}))
+        if not await comm.receive_nothing(0.05):
+            closed = await comm.receive_output(timeout=1)
+    assert closed is not None
+    assert (closed["code"], closed["reason"]) == (4008, "no start within 0.3 s")
+    assert 0.25 < time.monotonic() - t0 < 1.5
+
+
+async def test_too_many_sockets_waiting_for_start_push_the_oldest_out(app, settings):
+    settings.STREAM_MAX_PENDING = 2
+    waiting = []
+    for _ in range(3):
+        comm = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
+        assert (await comm.connect())[0]
+        waiting.append(comm)
+    closed = await waiting[0].receive_output(timeout=2)
+    assert (closed["code"], closed["reason"]) == (4008, "over 2 sockets waiting for start")
+    assert await waiting[1].receive_nothing(0.1)
+    # A real call still starts: the longest waiting socket makes room for it.
+    await waiting[2].send_to(text_data=json.dumps(start("CA4")))
+    await waiting[2].receive_from(timeout=2)  # started: the greeting flows
+    for comm in waiting[1:]:
+        await comm.disconnect()
+
+
+async def test_audio_beyond_the_frame_budget_closes_the_stream(app):
+    """One message may carry hundreds of frames: the message rate alone did not bound them."""
+    comm = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
+    assert (await comm.connect())[0]
+    await comm.send_to(text_data=json.dumps(start("CA5")))
+    big = media(0, payload=b"\xff" * (FRAME_BYTES * 280))  # 45 KB, 5.6 s of audio
+    for _ in range(6):  # 1,680 frames at once: over the burst of 1,000
+        await comm.send_to(text_data=big)
+    messages = await receive_until_closed(comm)
+    assert (messages[-1]["code"], messages[-1]["reason"]) == (4008, "frame flood (over 250/s)")
+    from calls.models import Call
+
+    call = await Call.objects.aget(call_sid="CA5")
+    assert call.bad_input == {"irregular_frame": 3, "frame_flood": 1}  # 280 frames a message
+    assert call.frames_in == 3 * 280  # the messages within the budget, not one frame more
+    assert call.end_reason == "frame flood (over 250/s)"
+
+
+async def test_a_frame_that_is_not_utf8_is_counted_and_recorded(app):
+    """The server closes with 1007; the consumer counts it once and records it on the call."""
+    comm = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
+    assert (await comm.connect())[0]
+    await comm.send_to(text_data=json.dumps(start("CA6")))
+    await comm.send_to(text_data=media(0))
+    await comm.receive_from(timeout=2)
+    await comm.disconnect(code=1007)
+    from calls.models import Call, CallEvent
+
+    call = await Call.objects.aget(call_sid="CA6")
+    assert call.bad_input == {"not_utf8": 1}
+    assert call.end_reason == "disconnect (code 1007)"
+    event = await CallEvent.objects.aget(call=call, kind="bad_input")
+    assert event.detail == "not_utf8: a text frame that is not UTF-8 (closed with 1007)"

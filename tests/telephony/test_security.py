@@ -36,5 +36,41 @@ def test_token_binds_call_and_expires():
 def test_tokens_are_single_use():
     used = security.UsedTokens()
     token = security.make_stream_token(KEY, "CA1", now=1000, ttl_s=60)
-    assert used.spend(token, now=1000) is True
-    assert used.spend(token, now=1001) is False
+    checked = security.read_stream_token(KEY, "CA1", token, now=1000)
+    assert used.spend(checked, now=1000) is True
+    assert used.spend(checked, now=1001) is False
+
+
+def test_a_token_has_one_spelling_only():
+    """The digest covers the expiry as a number: "01060." is the same token as "1060."."""
+    token = security.make_stream_token(KEY, "CA1", now=1000, ttl_s=60)
+    expires, _, digest = token.partition(".")
+    assert expires == "1060"
+    respelled = [
+        f"0{expires}.{digest}",
+        f"00{expires}.{digest}",
+        f"{expires}.{digest.upper()}",
+        f"+{expires}.{digest}",
+        f" {expires}.{digest}",
+        f"{expires}.{digest} ",
+        f"{expires}.{digest}\n",
+        f"{expires}.0{digest}",
+        f"{expires}_0.{digest}",
+    ]
+    for other in respelled:
+        assert security.check_stream_token(KEY, "CA1", other, now=1000) == (
+            "malformed stream token"
+        ), other
+    assert security.check_stream_token(KEY, "CA1", token, now=1000) is None
+
+
+def test_a_token_is_spent_under_what_its_digest_covers():
+    checked = security.read_stream_token(
+        KEY, "CA1", security.make_stream_token(KEY, "CA1", now=1000, ttl_s=60), now=1000
+    )
+    assert checked == security.StreamToken(call_sid="CA1", expires=1060)
+    assert checked.covered == "CA1.1060"
+    used = security.UsedTokens()
+    assert used.spend(security.StreamToken(call_sid="CA1", expires=1060), now=1000)
+    assert not used.spend(checked, now=1000)  # the same call and expiry: the same token
+    assert used.spend(security.StreamToken(call_sid="CA2", expires=1060), now=1000)
