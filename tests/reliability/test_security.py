@@ -24,6 +24,7 @@ from django.test import Client
 from twilio.request_validator import RequestValidator
 
 from calls.models import Call
+from calls.recorder import get_recorder
 from telephony import security
 from telephony.testing.caller import SIGNATURE_HEADER, VOICE_PATH, dial, new_sid
 from telephony.testing.server_process import REPO_ROOT, ServerProcess, free_port
@@ -58,7 +59,9 @@ def signed(path: str, form: dict[str, str], key: str = KEY) -> dict[str, str]:
 # --- webhooks -----------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db
+# Committed rows (transaction=True): the status event is written by the recorder's own thread and
+# connection, which must find the answered call, and is flushed before the tables are emptied.
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["/twilio/voice/", "/twilio/status/"])
 def test_webhooks_answer_only_what_twilio_signed(client: Client, line: None, path: str) -> None:
     tampered = {**FORM, "From": "+972500000000"}
@@ -82,6 +85,7 @@ def test_webhooks_answer_only_what_twilio_signed(client: Client, line: None, pat
     response = client.post(path, FORM, **signed(path, FORM))
     assert response.status_code in (200, 204)
     assert client.get(path, **signed(path, {})).status_code == 405
+    assert get_recorder().flush(timeout=5.0)
 
 
 @pytest.mark.django_db
