@@ -193,6 +193,7 @@ class TwilioStreamConsumer(AsyncConsumer):
             return
         reframer = self.reframer
         irregular = reframer.irregular
+        session.rx_timestamp(media.timestamp_ms)  # where the audio sits on the call's timeline
         for frame in reframer.push(media.payload):
             session.rx_enqueue(frame)
         if reframer.irregular != irregular:

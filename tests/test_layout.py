@@ -30,9 +30,15 @@ ALLOWED = {
     "telephony.turns": {"telephony.media", "telephony.stt.base"},
     "telephony.stt": {"telephony.media"},
     "telephony.tts": {"telephony.media"},
+    "telephony.recording": {"telephony.media", "telephony.process"},
 }
 LEAVES = {"telephony.registry"}
-WITHOUT_DJANGO = ("telephony.media", "telephony.metrics", "telephony.process")
+WITHOUT_DJANGO = (
+    "telephony.media",
+    "telephony.metrics",
+    "telephony.process",
+    "telephony.recording",
+)
 
 
 def module_name(path: Path) -> str:
