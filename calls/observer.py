@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +20,12 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from calls import live, services
+from calls import live, recordings, services
 from calls.recorder import get_recorder
 from calls.rows import CallAnswer
 from telephony.metrics.meters import SecondSample
 from telephony.observer import CallObserver, LineObserver
+from telephony.recording.tap import RecordingTap
 from telephony.session import CallSession
 from telephony.turns.transcript import TranscriptEvent
 
@@ -42,6 +45,9 @@ class LineReports(LineObserver):
             services.calls_mark_interrupted(now=timezone.now())
         except (DatabaseError, RuntimeError) as exc:  # no database yet (or tests): not fatal
             log.warning("start-up sweep of abandoned calls skipped: %s", exc)
+        # Recordings a dead process left in the spool: stored in the background (a bucket may
+        # be slow), so the process takes calls at once.
+        threading.Thread(target=_store_left_behind, name="recording-recover", daemon=True).start()
 
     def call_answered(
         self, *, call_sid: str, account_sid: str, from_number: str, to_number: str
@@ -77,8 +83,10 @@ class LineReports(LineObserver):
         )
 
     def flush(self, timeout: float) -> bool:
-        """Wait for the recorder to write everything queued so far."""
-        return get_recorder().flush(timeout=timeout)
+        """Wait for the recorder to write everything queued so far, and the recordings."""
+        deadline = time.monotonic() + timeout
+        rows = get_recorder().flush(timeout=timeout)
+        return recordings.flush(max(0.1, deadline - time.monotonic())) and rows
 
 
 class CallReports(CallObserver):
@@ -105,6 +113,9 @@ class CallReports(CallObserver):
             return
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         future.add_done_callback(_log_publish_failure)
+
+    def recording(self, call_sid: str, stream_sid: str) -> RecordingTap | None:
+        return recordings.recording_tap(call_sid, stream_sid)
 
     def started(self, session: CallSession) -> None:
         self._recorder.stream_started(
@@ -143,6 +154,16 @@ class CallReports(CallObserver):
         self._publish(
             live.publish_ended(self._layer, call_sid=session.call_sid, reason=reason, at=_now())
         )
+
+
+def _store_left_behind() -> None:
+    try:
+        stored = recordings.store_left_behind()
+    except Exception:  # the spool stays as it is, for the next start
+        log.exception("spooled recordings left behind not stored")
+        return
+    if stored:
+        log.warning("stored %d recording(s) a previous process left in the spool", stored)
 
 
 def _log_publish_failure(future: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from calls.live import sample_message
-from calls.models import Call, CallEvent, MetricSample, Transcript
+from calls.models import Call, CallEvent, MetricSample, Recording, Transcript
 from telephony.metrics.meters import FIGURES, SecondSample
 from telephony.turns.transcript import TranscriptEvent
 
@@ -151,3 +151,8 @@ def transcripts_recorded_after(
 def calls_by_sid(*, call_sids: Collection[str]) -> dict[str, Call]:
     """Return the call rows recorded so far of the given CallSids."""
     return {call.call_sid: call for call in Call.objects.filter(call_sid__in=list(call_sids))}
+
+
+def call_recordings(*, call: Call) -> list[Recording]:
+    """Return the call's recordings (one per stream; usually one), oldest first."""
+    return list(Recording.objects.filter(call=call).order_by("created_at", "id"))
