@@ -138,9 +138,18 @@ class CallReports(CallObserver):
 
     def transcript(self, event: TranscriptEvent) -> None:
         self._recorder.transcript(event)
+        if event.kind != "partial":  # the live page shows the last words, not every guess
+            self._said(event.call_sid, "caller", event.text)
 
     def event(self, call_sid: str, kind: str, detail: str = "", data: dict | None = None) -> None:
         self._recorder.event(call_sid=call_sid, kind=kind, detail=detail, data=data, at=_now())
+        if kind == "prompt":
+            self._said(call_sid, "line", detail)
+
+    def _said(self, call_sid: str, side: str, text: str) -> None:
+        self._publish(
+            live.publish_said(self._layer, call_sid=call_sid, side=side, text=text, at=_now())
+        )
 
     def greeting_played(self, call_sid: str) -> None:
         self._recorder.greeting_played(call_sid=call_sid, at=_now())

@@ -40,8 +40,8 @@ def live_metrics(request: HttpRequest, *, model_admin: ModelAdmin) -> HttpRespon
         "socket_path": LIVE_SOCKET_PATH,
         "columns": figure_columns,
         "figures": [name for name, _ in figure_columns],
-        # call, caller and age before the figures, the trend after them
-        "column_count": len(figure_columns) + 4,
+        # call, caller and age before the figures, the trend and the last words after them
+        "column_count": len(figure_columns) + 5,
     }
     return TemplateResponse(request, "admin/calls/call/live.html", context)
 

@@ -238,6 +238,18 @@ class CallSession:
             text=text,
         )
         self.tx.play(prompt)
+        # Where the prompt sits on the call's timeline (queued now; it plays after what is
+        # already playing): the review page shows it beside the recording.
+        self.observer.event(
+            self.call_sid,
+            "prompt",
+            text,
+            {
+                "label": prompt.label,
+                "offset_ms": round((self._clock() - self.started_at) * 1000),
+                "duration_ms": len(frames) * self.config.frame_ms,
+            },
+        )
         return prompt
 
     # --- from the consumer's event loop (never blocks) -------------------------------------------
