@@ -80,6 +80,7 @@ class _Job:
         self.failed = False
 
     def open(self, now: float) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         file = self.path.open("w+b")
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.file = file
@@ -140,7 +141,6 @@ class RecordingWriter:
                 self._store_thread = threading.Thread(
                     target=self._store_loop, name=STORE_THREAD_NAME, daemon=True
                 )
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
         if start:
             for thread in (self._thread, self._store_thread):
                 if thread is not None:

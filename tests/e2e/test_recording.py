@@ -26,6 +26,7 @@ from tests.helpers.recordings import order_status_ulaw
 from tests.helpers.serverlog import rms
 from tests.reliability.helpers import (
     answer,
+    call_rows,
     database_url,
     open_stream,
     query,
@@ -169,3 +170,39 @@ def test_recordings_are_finished_when_the_caller_vanishes_and_at_sigterm(
     )
     assert rows == [(gone, 1, 0), (sigtermed, 1, 0)]
     assert not list((tmp_path / "spool").iterdir())  # nothing left behind in the spool
+
+
+def test_a_full_recording_queue_drops_recording_frames_only(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    # One frame per side between the writer's rounds (4 a second): nearly every frame of the
+    # recording is refused, as when the writer cannot keep up. The call must not notice.
+    server = recording_server(
+        server_factory,
+        tmp_path,
+        RECORDING_QUEUE_FRAMES="1",
+        # A shared test machine: one preempted RX write is not what this test is about.
+        GO_WRITE_MS_P99_MAX="5",
+    )
+    report = asyncio.run(
+        dial(
+            server.base_url,
+            auth_token=settings.TWILIO_AUTH_TOKEN,
+            audio=order_status_ulaw(),
+            lead_silence_s=3.0,
+            tail_silence_s=3.0,
+        )
+    )
+    assert report.ok, report.summary()
+    left, _ = stored_recording(server, tmp_path, report.call_sid)
+    row = call_rows(database_url(server), [report.call_sid])[report.call_sid]
+    assert row["go"] is True, row["go_reasons"]
+    assert (row["rx_drops"], row["tx_drops"]) == (0, 0)
+    assert row["frames_in"] == row["extra"]["frames_written"] == report.frames_sent
+    dropped = row["extra"]["recording_dropped"]
+    assert dropped > report.frames_sent  # most frames of both sides
+    ((recorded_drops,),) = query(database_url(server), "SELECT dropped_frames FROM calls_recording")
+    assert recorded_drops == dropped
+    # The recording still spans the call; what was dropped is silence in it.
+    assert abs(len(left) - report.frames_sent * FRAME_BYTES) <= FRAME_BYTES
+    print(f"\nrecording frames dropped: {dropped} of {2 * report.frames_sent}; the call GO")
