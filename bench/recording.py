@@ -36,6 +36,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each call")
     parser.add_argument("--rounds", type=int, default=2, help="off/on pairs")
     parser.add_argument("--soak-minutes", type=float, default=0.0, help="one long call instead")
+    parser.add_argument(
+        "--soak-off", action="store_true", help="the long call without recording (to compare)"
+    )
     common.add_server_options(parser)
     parser.add_argument("--quick", action="store_true", help="2 calls x 4 s: a smoke run")
     args = parser.parse_args()
@@ -184,7 +187,8 @@ def soak(args, audio: bytes, tail_s: float, token: str) -> None:
 
     with contextlib.ExitStack() as stack:
         media = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-rec-")))
-        server = stack.enter_context(common.server_for(args, server_env(media, True)))
+        recording = not args.soak_off
+        server = stack.enter_context(common.server_for(args, server_env(media, recording)))
         pid = server.process.pid
         samples: list[tuple[float, float]] = []
         print(f"{'minute':>6} | {'RSS MB':>7} | {'spool MB':>8} | load", flush=True)
@@ -210,19 +214,24 @@ def soak(args, audio: bytes, tail_s: float, token: str) -> None:
 
         report = run(call())
         deadline = time.monotonic() + 30
-        while "recording stored" not in server.log_text() and time.monotonic() < deadline:
+        while (
+            recording
+            and "recording stored" not in server.log_text()
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         stored = [line for line in server.log_text().splitlines() if "recording stored" in line]
     print(f"call: {report.summary()}")  # type: ignore[attr-defined]
-    print(f"stored: {stored[-1].split('recording stored: ')[1] if stored else 'NOT stored'}")
+    if recording:
+        print(f"stored: {stored[-1].split('recording stored: ')[1] if stored else 'NOT stored'}")
     later = [(m, r) for m, r in samples if m >= 2.0]
     if len(later) >= 2:
         (m0, r0), (m1, r1) = later[0], later[-1]
         slope = (r1 - r0) / (m1 - m0)
+        disk = f"on: the spool file grew {(m1 - m0) * 0.96:.1f} MB meanwhile"
         print(
             f"=> RSS from minute {m0:.0f} to {m1:.0f}: {r0:.2f} -> {r1:.2f} MB "
-            f"({slope * 1000:+.1f} kB/min; the spool file grew "
-            f"{(m1 - m0) * 0.96:.1f} MB on disk meanwhile)",
+            f"({slope * 1000:+.1f} kB/min; recording {disk if recording else 'off'})",
             flush=True,
         )
 
@@ -231,7 +240,7 @@ def main() -> None:
     args = parse_args()
     common.start()
     what = (
-        f"one recorded call of {args.soak_minutes:g} min"
+        f"one {'unrecorded' if args.soak_off else 'recorded'} call of {args.soak_minutes:g} min"
         if args.soak_minutes
         else f"{args.calls} calls x {args.seconds:g} s, recording off then on, {args.rounds} rounds"
     )
