@@ -30,6 +30,32 @@ import common
 TARGET_EXTRA = 0.10
 
 
+def thread_cpu_seconds(pid: int, prefix: str) -> float:
+    """CPU seconds of a process's threads whose OS name starts with `prefix`."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            if (task / "comm").read_text().startswith(prefix):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / common.CLK_TCK
+    return total
+
+
+def hand_off_us() -> tuple[float, float]:
+    """Microseconds per frame the audio path spends on recording: (RX side, TX side)."""
+    import timeit
+
+    from telephony.media.audio import SILENCE_FRAME
+    from telephony.recording.tap import RecordingTap
+
+    tap = RecordingTap("CA-bench", max_frames=10**9)
+    n = 200_000
+    rx = timeit.timeit(lambda: tap.caller(SILENCE_FRAME, 0), number=n) / n * 1e6
+    slot = iter(range(10**9))
+    tx = timeit.timeit(lambda: tap.line(SILENCE_FRAME, next(slot)), number=n) / n * 1e6
+    return rx, tx
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50, help="concurrent calls per run")
@@ -59,6 +85,7 @@ class Run:
     tx_drops: int
     recording_dropped: int
     stored: int
+    writer_share: float
     load: str
 
     @property
@@ -71,13 +98,14 @@ class Run:
             f"{self.server_share * 100:>8.1f} {self.pct_per_call:>9.3f} "
             f"{self.idle_share * 100:>6.2f} | {self.rss_per_call_mb:>7.2f} | "
             f"{self.rx_drops:>3}/{self.tx_drops:<3} {self.recording_dropped:>9} "
-            f"{self.stored:>6} | {self.load}"
+            f"{self.stored:>6} | {self.writer_share * 100:>8.2f} | {self.load}"
         )
 
 
 HEADER = (
     f"{'recording':>9} | {'calls':>5} {'failed':>6} | {'server %':>8} {'%/call':>9} "
-    f"{'idle %':>6} | {'RSS/call':>7} | {'RX/TX drops':>7} {'rec drops':>9} {'stored':>6} | load"
+    f"{'idle %':>6} | {'RSS/call':>7} | {'RX/TX drops':>7} {'rec drops':>9} {'stored':>6} | "
+    f"{'writer %':>8} | load"
 )
 
 
@@ -101,11 +129,15 @@ async def one_run(
     rss_idle = common.rss_mb(busy.process.pid)
     rss_busy: list[float] = []
 
+    writer: list[float] = []
+
     async def sample() -> None:
         await asyncio.sleep(ramp + 1.0)
         srv.begin(), other.begin()
+        writer.append(thread_cpu_seconds(busy.process.pid, "recording-"))
         await asyncio.sleep(max(0.5, seconds - 2.0))
         rss_busy.append(common.rss_mb(busy.process.pid))
+        writer.append(thread_cpu_seconds(busy.process.pid, "recording-"))
         srv.end(), other.end()
 
     sampler = asyncio.create_task(sample())
@@ -145,6 +177,7 @@ async def one_run(
         tx_drops=sum((c.ended or {}).get("tx_drops", 0) for c in logs.values()),
         recording_dropped=dropped,
         stored=stored,
+        writer_share=(writer[1] - writer[0]) / srv.wall_s if len(writer) == 2 else 0.0,
         load=loaded,
     )
 
@@ -152,6 +185,8 @@ async def one_run(
 def cpu(args, audio: bytes, tail_s: float, token: str) -> None:
     from telephony.testing.caller import run
 
+    rx_us, tx_us = hand_off_us()
+    print(f"# the audio path's share: {rx_us:.2f} us per frame on RX, {tx_us:.2f} us on TX")
     with contextlib.ExitStack() as stack:
         media = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-rec-")))
         servers = {
@@ -174,10 +209,21 @@ def cpu(args, audio: bytes, tail_s: float, token: str) -> None:
     on = common.median([r.pct_per_call for r in runs if r.recording])
     extra = on / off - 1 if off else 0.0
     verdict = "met" if extra <= TARGET_EXTRA else "NOT met"
+    pairs = [
+        b.pct_per_call / a.pct_per_call - 1
+        for a, b in zip(runs[0::2], runs[1::2], strict=True)
+        if a.pct_per_call
+    ]
+    writer = common.median([r.writer_share * 100 / r.calls for r in runs if r.recording])
     print(
         f"=> {args.calls} calls: server {off:.3f} % of a core per call without recording, "
         f"{on:.3f} % with it (medians of {args.rounds}): {extra * 100:+.1f} %; "
         f"target <= +{TARGET_EXTRA * 100:.0f} %: {verdict}",
+        flush=True,
+    )
+    print(
+        f"   each round on vs off: {', '.join(f'{p * 100:+.1f} %' for p in pairs)}; "
+        f"the writer thread alone: {writer:.4f} % of a core per call",
         flush=True,
     )
 

@@ -24,8 +24,8 @@ EXPECTED = {
     "startup": [r"^one at a time +2 \| +\d+\.\d", r"^all at once +2 \| .* \| +0 \| "],
     "latency": [r"^FINAL: \d of 2 utterances", r"^clear: \d of 2 barge-ins"],
     "recording": [
-        r"^ +off \| +2 +0 \| .* \| +0/0 +\d+ +0 \| ",
-        r"^ +on \| +2 +0 \| .* \| +0/0 +\d+ +2 \| ",
+        r"^ +off \| +2 +0 \| .* \| +0/0 +\d+ +0 \| +\d+\.\d\d \| ",
+        r"^ +on \| +2 +0 \| .* \| +0/0 +\d+ +2 \| +\d+\.\d\d \| ",
         r"^=> 2 calls: server \d+\.\d+ % of a core per call without recording",
     ],
 }
