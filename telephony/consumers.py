@@ -179,7 +179,8 @@ class TwilioStreamConsumer(AsyncConsumer):
         elif isinstance(event, protocol.Dtmf):
             if session := self._this_stream(event.stream_sid):
                 self._on_dtmf(session, event.digit)
-        elif isinstance(event, protocol.Stop) and self._this_stream(event.stream_sid):
+        elif isinstance(event, protocol.Stop) and (session := self._this_stream(event.stream_sid)):
+            session.stream_stopped()
             await self._finish("stop")
         # Connected carries nothing we need.
 

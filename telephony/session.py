@@ -118,6 +118,7 @@ class CallSession:
         self.frames_in = 0
         self.recording: RecordingTap | None = None  # both sides of the call, if it is recorded
         self._rx_gap_frames = 0  # inbound frames Twilio's timestamps say never came
+        self._stream_stopped = False  # Twilio sent `stop`: the call ended with its last frame
         self.stt_write_errors = 0  # frames the engine raised on: counted as RX drops
         self.started_at = 0.0
         self.greeting: Prompt | None = None
@@ -280,6 +281,10 @@ class CallSession:
             self._rx_gap_frames += gap
             tap.caller_gap(self.frames_in, gap)
 
+    def stream_stopped(self) -> None:
+        """Twilio said `stop`: the call's timeline ends where the caller's audio ends."""
+        self._stream_stopped = True
+
     def dtmf(self, digit: str) -> None:
         """Queue a DTMF digit in order with the audio (control: never dropped, never waits)."""
         self.rx_q.put_control(Control("dtmf", digit), timeout=0)
@@ -417,7 +422,10 @@ class CallSession:
             self.rx.join(0.1)
         unwritten = self._count_unwritten()
         if tap is not None:
-            tap.close(max(tap.caller_next, line_end))
+            # Twilio's `stop` comes in line after the last media, so the caller's audio marks
+            # the end; otherwise (a caller gone, a shutdown) the end is when the stop came.
+            caller_end = tap.caller_next
+            tap.close(caller_end if self._stream_stopped and caller_end else line_end)
         stt = self.stt
         if stt is not None:
             try:

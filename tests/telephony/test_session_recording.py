@@ -186,3 +186,20 @@ def test_stop_closes_the_recording_where_the_call_ended():
     assert [slot for slot, _ in caller] == list(range(10))
     assert observer.totals["recording_dropped"] == 0
     assert session.alive_threads() == []
+
+
+def test_twilios_stop_ends_the_recording_with_the_callers_last_frame():
+    observer = Recording()
+    session = make_session(time.perf_counter, observer, greeting_text="")
+    session.start()
+    try:
+        for n in range(10):
+            session.rx_timestamp(n * 20)
+            session.rx_enqueue(frame(n))
+        time.sleep(0.4)  # the stop is handled late: the line has ticked on past the audio
+        session.stream_stopped()
+    finally:
+        session.stop("stop")
+    tap = observer.tap
+    assert tap.line_next >= 20
+    assert tap.end_slot == 10  # where the caller's audio ended, not when the stop was handled
