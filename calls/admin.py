@@ -4,12 +4,12 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 from django.utils.text import smart_split
 
-from calls import selectors, views
+from calls import review, selectors, views
 from calls.charts import call_charts
 from calls.models import Call
 
@@ -122,8 +122,44 @@ class CallAdmin(admin.ModelAdmin):
         return "; ".join(call.go_reasons) or "—"
 
     def get_urls(self) -> list[URLPattern]:
-        live = self.admin_site.admin_view(self.live_view)
-        return [path("live/", live, name="calls_call_live"), *super().get_urls()]
+        wrap = self.admin_site.admin_view
+        own = [
+            path("live/", wrap(self.live_view), name="calls_call_live"),
+            path(
+                "<path:object_id>/recording/<int:recording_id>/",
+                wrap(self.recording_view),
+                name="calls_call_recording",
+            ),
+            path(
+                "<path:object_id>/captions.vtt",
+                wrap(self.captions_view),
+                name="calls_call_captions",
+            ),
+            path(
+                "<path:object_id>/transcript.<str:fmt>",
+                wrap(self.transcript_view),
+                name="calls_call_transcript",
+            ),
+        ]
+        return [*own, *super().get_urls()]
+
+    def recording_view(
+        self, request: HttpRequest, object_id: str, recording_id: int
+    ) -> HttpResponse:
+        """Play or download a recording (its own permission, Range for seeking)."""
+        return views.recording_audio(
+            request, model_admin=self, object_id=object_id, recording_id=recording_id
+        )
+
+    def captions_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The recording's WebVTT captions, from the transcript."""
+        return views.call_captions(request, model_admin=self, object_id=object_id)
+
+    def transcript_view(self, request: HttpRequest, object_id: str, fmt: str) -> HttpResponse:
+        """The transcript as a download: .txt or .json."""
+        if fmt not in ("txt", "json"):
+            raise Http404("transcripts are .txt or .json")
+        return views.call_transcript(request, model_admin=self, object_id=object_id, fmt=fmt)
 
     def live_view(self, request: HttpRequest) -> HttpResponse:
         """Show every running call's figures, live."""
@@ -141,11 +177,17 @@ class CallAdmin(admin.ModelAdmin):
         extra = dict(extra_context or {})
         if call is not None:
             samples = selectors.call_samples(call=call)
+            conversation = selectors.call_conversation(call=call)
+            events = list(selectors.call_events(call=call))
             extra.update(
-                conversation=selectors.call_conversation(call=call),
-                call_events=list(selectors.call_events(call=call)),
+                conversation=conversation,
+                call_events=events,
                 charts=call_charts(samples),
                 sample_count=len(samples),
                 call=call,
+                cues=review.call_cues(call, conversation, events),
+                recordings=selectors.call_recordings(call=call),
+                may_listen=request.user.has_perm(views.RECORDING_PERMISSION),
+                captions_lang=(call.stt_language or "").split("-")[0] or "und",
             )
         return super().change_view(request, object_id, form_url, extra_context=extra)

@@ -115,6 +115,10 @@ class LiveMetricsConsumer(AsyncJsonWebsocketConsumer):
         """Called with one second's figures of one call."""
         await self._relay(message, "sample")
 
+    async def metrics_said(self, message: dict[str, Any]) -> None:
+        """Called with what was last said in a call (a FINAL, a prompt)."""
+        await self.send_json({**message, "type": "said"})
+
     async def metrics_ended(self, message: dict[str, Any]) -> None:
         """Called when a call's stream ends."""
         await self._relay(message, "ended")

@@ -100,6 +100,16 @@ async def publish_sample(layer: BaseChannelLayer | None, sample: SecondSample) -
     )
 
 
+async def publish_said(
+    layer: BaseChannelLayer | None, *, call_sid: str, side: str, text: str, at: datetime | float
+) -> bool:
+    """Tell the live pages what was last said in a call: a caller's FINAL, a line's prompt."""
+    return await _send(
+        layer,
+        {"type": "metrics.said", "call_sid": call_sid, "side": side, "text": text, "at": epoch(at)},
+    )
+
+
 async def publish_ended(
     layer: BaseChannelLayer | None, *, call_sid: str, reason: str, at: datetime | float
 ) -> bool:

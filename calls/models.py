@@ -1,7 +1,8 @@
-"""What a call leaves for review: the call, its transcript, its per-second figures, its events."""
+"""What a call leaves for review: the call, its transcript, figures, events and recording."""
 
 from datetime import timedelta
 
+from django.core.files.storage import Storage, storages
 from django.db import models
 from django.utils import timezone
 
@@ -157,3 +158,34 @@ class CallEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.detail[:40]}"
+
+
+def recordings_storage() -> Storage:
+    """Return the storage recordings live in (`STORAGES["recordings"]`)."""
+    return storages["recordings"]
+
+
+class Recording(models.Model):
+    """Both sides of one call's stream as heard: stereo mu-law WAV, caller left, line right."""
+
+    CONTENT_TYPE = "audio/wav"
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="recordings")
+    stream_sid = models.CharField("StreamSid", max_length=64, blank=True)
+    # Served only through the admin's permission-checked view: the storage has no public URL.
+    # Read and delete through `recordings_storage()`: the field keeps the storage it was built with.
+    file = models.FileField(storage=recordings_storage, max_length=255)
+    duration_ms = models.PositiveIntegerField()
+    size = models.PositiveBigIntegerField("bytes")
+    dropped_frames = models.PositiveIntegerField(default=0)  # the writer fell behind: silence
+    late_frames = models.PositiveIntegerField(default=0)
+    # False: its process died mid-call and the file was stored from the spool at the next start.
+    complete = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("call", "created_at", "id")
+        permissions = (("listen_recording", "Can listen to and download call recordings"),)
+
+    def __str__(self) -> str:
+        return self.file.name

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,12 +20,13 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from calls import live, selectors, services
+from calls import live, recordings, selectors, services
 from calls.models import Call
 from calls.recorder import get_recorder
 from calls.rows import CallAnswer
 from telephony.metrics.meters import SecondSample
 from telephony.observer import CallObserver, LineObserver
+from telephony.recording.tap import RecordingTap
 from telephony.session import CallSession
 from telephony.turns.transcript import TranscriptEvent
 
@@ -43,6 +46,9 @@ class LineReports(LineObserver):
             services.calls_mark_interrupted(now=timezone.now())
         except (DatabaseError, RuntimeError) as exc:  # no database yet (or tests): not fatal
             log.warning("start-up sweep of abandoned calls skipped: %s", exc)
+        # Recordings a dead process left in the spool: stored in the background (a bucket may
+        # be slow), so the process takes calls at once.
+        threading.Thread(target=_store_left_behind, name="recording-recover", daemon=True).start()
 
     def call_answered(
         self, *, call_sid: str, account_sid: str, from_number: str, to_number: str
@@ -102,8 +108,10 @@ class LineReports(LineObserver):
         )
 
     def flush(self, timeout: float) -> bool:
-        """Wait for the recorder to write everything queued so far."""
-        return get_recorder().flush(timeout=timeout)
+        """Wait for the recorder to write everything queued so far, and the recordings."""
+        deadline = time.monotonic() + timeout
+        rows = get_recorder().flush(timeout=timeout)
+        return recordings.flush(max(0.1, deadline - time.monotonic())) and rows
 
 
 class CallReports(CallObserver):
@@ -131,6 +139,9 @@ class CallReports(CallObserver):
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         future.add_done_callback(_log_publish_failure)
 
+    def recording(self, call_sid: str, stream_sid: str) -> RecordingTap | None:
+        return recordings.recording_tap(call_sid, stream_sid)
+
     def started(self, session: CallSession) -> None:
         self._recorder.stream_started(
             call_sid=session.call_sid,
@@ -152,9 +163,18 @@ class CallReports(CallObserver):
 
     def transcript(self, event: TranscriptEvent) -> None:
         self._recorder.transcript(event)
+        if event.kind != "partial":  # the live page shows the last words, not every guess
+            self._said(event.call_sid, "caller", event.text)
 
     def event(self, call_sid: str, kind: str, detail: str = "", data: dict | None = None) -> None:
         self._recorder.event(call_sid=call_sid, kind=kind, detail=detail, data=data, at=_now())
+        if kind == "prompt":
+            self._said(call_sid, "line", detail)
+
+    def _said(self, call_sid: str, side: str, text: str) -> None:
+        self._publish(
+            live.publish_said(self._layer, call_sid=call_sid, side=side, text=text, at=_now())
+        )
 
     def greeting_played(self, call_sid: str) -> None:
         self._recorder.greeting_played(call_sid=call_sid, at=_now())
@@ -172,6 +192,16 @@ class CallReports(CallObserver):
         self._publish(
             live.publish_ended(self._layer, call_sid=session.call_sid, reason=reason, at=_now())
         )
+
+
+def _store_left_behind() -> None:
+    try:
+        stored = recordings.store_left_behind()
+    except Exception:  # the spool stays as it is, for the next start
+        log.exception("spooled recordings left behind not stored")
+        return
+    if stored:
+        log.warning("stored %d recording(s) a previous process left in the spool", stored)
 
 
 def _log_publish_failure(future: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from calls.live import sample_message
-from calls.models import Call, CallEvent, MetricSample, Transcript
+from calls.models import Call, CallEvent, MetricSample, Recording, Transcript
 from telephony.metrics.histogram import Snapshot
 from telephony.metrics.meters import FIGURES, SecondSample
 from telephony.turns.transcript import TranscriptEvent
@@ -178,3 +178,8 @@ def call_write_times(call: Call) -> Snapshot | None:
     except ValueError as exc:
         log.warning("call %s: write times unreadable (%s); judged per second", call.call_sid, exc)
         return None
+
+
+def call_recordings(*, call: Call) -> list[Recording]:
+    """Return the call's recordings (one per stream; usually one), oldest first."""
+    return list(Recording.objects.filter(call=call).order_by("created_at", "id"))

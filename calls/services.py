@@ -12,7 +12,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from calls import selectors
-from calls.models import Call, CallEvent, MetricSample, Transcript
+from calls.models import (
+    Call,
+    CallEvent,
+    MetricSample,
+    Recording,
+    Transcript,
+    recordings_storage,
+)
 from calls.rows import CallAnswer, EventData, GreetingPlayed, StreamEnd, StreamStart
 from telephony.metrics.gonogo import Thresholds, judge
 from telephony.metrics.meters import SecondSample
@@ -267,3 +274,52 @@ def calls_mark_interrupted(*, now: datetime, stale_after: timedelta = timedelta(
             cutoff.isoformat(),
         )
     return interrupted + failed
+
+
+def recording_stored(
+    *,
+    call_sid: str,
+    stream_sid: str,
+    name: str,
+    duration_ms: int,
+    size: int,
+    dropped_frames: int = 0,
+    late_frames: int = 0,
+    complete: bool = True,
+    at: datetime | None = None,
+) -> Recording:
+    """Record that a call's recording is in storage under `name`."""
+    at = at or timezone.now()
+    call_id = call_ids_ensure(call_sids=[call_sid], at=at)[call_sid]
+    return Recording.objects.create(
+        call_id=call_id,
+        stream_sid=stream_sid,
+        file=name,
+        duration_ms=duration_ms,
+        size=size,
+        dropped_frames=dropped_frames,
+        late_frames=late_frames,
+        complete=complete,
+        created_at=at,
+    )
+
+
+def recordings_expire(*, before: datetime, dry_run: bool = False) -> list[Recording]:
+    """Delete the recordings stored before `before`, file first, then row; return them.
+
+    Safe to run again, or twice at once (cron): a file or row already gone is not an error.
+    """
+    expired = list(
+        Recording.objects.filter(created_at__lt=before)
+        .select_related("call")
+        .order_by("created_at", "id")
+    )
+    if dry_run:
+        return expired
+    storage = recordings_storage()
+    for recording in expired:
+        name = recording.file.name
+        storage.delete(name)  # a file already gone is no error (FileSystemStorage, S3)
+        Recording.objects.filter(pk=recording.pk).delete()
+        log.info("recording %s of call %s deleted (expired)", name, recording.call_id)
+    return expired

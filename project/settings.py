@@ -123,7 +123,8 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-LANGUAGE_CODE = "en-us"
+# `he` shows the admin in Hebrew, right to left (Django's own translation and RTL styles).
+LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en-us")
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
@@ -132,6 +133,33 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")
 # In development the files are found where they live; production runs `collectstatic` (bin/run).
 WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Call recordings ----------------------------------------------------------------------------
+# Both sides of each call (caller left, line right), stereo mu-law WAV, written as the call goes
+# to a local spool and stored through STORAGES["recordings"] when it ends. Off by default: say
+# in the greeting that calls are recorded before turning it on.
+RECORDING = env.bool("RECORDING", default=False)
+RECORDING_RETENTION_DAYS = env.int("RECORDING_RETENTION_DAYS", default=30)  # 0: keep for ever
+# Per call and side: 10 s of frames waiting for the writer thread, then recording frames drop.
+RECORDING_QUEUE_FRAMES = env.int("RECORDING_QUEUE_FRAMES", default=500)
+# Local disk, one per host: calls being recorded, and files a dead process left (stored at start).
+RECORDING_SPOOL_DIR = Path(
+    env.str("RECORDING_SPOOL_DIR", default=str(BASE_DIR / "var" / "recordings-spool"))
+)
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media")))
+# Any Django storage backend (django-storages' S3Storage in production; see README). Recordings
+# are served only through the admin's permission-checked view, never from a public URL.
+RECORDING_STORAGE_BACKEND = env.str(
+    "RECORDING_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+)
+RECORDING_STORAGE_OPTIONS = env.json(
+    "RECORDING_STORAGE_OPTIONS", default={"location": str(MEDIA_ROOT / "recordings")}
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "recordings": {"BACKEND": RECORDING_STORAGE_BACKEND, "OPTIONS": RECORDING_STORAGE_OPTIONS},
+}
 
 # --- Twilio -------------------------------------------------------------------------------------
 # Development default, shared with `simulate_call`, so signature validation is never switched off;

@@ -210,7 +210,8 @@ class TwilioStreamConsumer(AsyncConsumer):
         elif isinstance(event, protocol.Dtmf):
             if session := self._this_stream(event.stream_sid):
                 self._on_dtmf(session, event.digit)
-        elif isinstance(event, protocol.Stop) and self._this_stream(event.stream_sid):
+        elif isinstance(event, protocol.Stop) and (session := self._this_stream(event.stream_sid)):
+            session.stream_stopped()
             await self._finish("stop")
         # Connected carries nothing we need.
 
@@ -228,6 +229,7 @@ class TwilioStreamConsumer(AsyncConsumer):
             return False
         reframer = self.reframer
         irregular = reframer.irregular
+        session.rx_timestamp(media.timestamp_ms)  # where the audio sits on the call's timeline
         for frame in reframer.push(media.payload):
             session.rx_enqueue(frame)
         if reframer.irregular != irregular:

@@ -22,6 +22,7 @@ from telephony.observer import CallObserver
 
 if TYPE_CHECKING:
     from telephony.metrics.meters import SecondSample
+    from telephony.recording.tap import RecordingTap
     from telephony.session import CallSession
     from telephony.turns.transcript import TranscriptEvent
 
@@ -56,6 +57,9 @@ class MeteredCall(CallObserver):
         self.inner = inner
         self._line = line if line is not None else line_metrics()
         self.metrics: CallMetrics | None = None
+
+    def recording(self, call_sid: str, stream_sid: str) -> RecordingTap | None:
+        return self.inner.recording(call_sid, stream_sid)
 
     def started(self, session: CallSession) -> None:
         self.metrics = CallMetrics(

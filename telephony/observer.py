@@ -24,6 +24,7 @@ from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
     from telephony.metrics.meters import SecondSample
+    from telephony.recording.tap import RecordingTap
     from telephony.session import CallSession
     from telephony.turns.transcript import TranscriptEvent
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 class CallObserver:
     """What one call reports, from start to end. The default ignores everything."""
+
+    def recording(self, call_sid: str, stream_sid: str) -> RecordingTap | None:
+        """Return the tap the call's audio goes to, or None not to record it (once, at start)."""
+        return None
 
     def started(self, session: CallSession) -> None:
         """The stream started and its workers are running."""

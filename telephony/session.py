@@ -30,6 +30,7 @@ from telephony.metrics.meters import SecondMeter
 from telephony.metrics.stats import IntervalHistogram
 from telephony.observer import CallObserver
 from telephony.protocol import OutboundMessages
+from telephony.recording.tap import RecordingTap
 from telephony.stt.base import SttEngine, SttSession
 from telephony.stt.none import NullSttSession
 from telephony.turns.bargein import BargeIn, Interruption
@@ -117,6 +118,9 @@ class CallSession:
         self.stt: SttSession | None = None  # set by the opener thread; RX writes once it is
         self.stt_open_ms: float | None = None
         self.frames_in = 0
+        self.recording: RecordingTap | None = None  # both sides of the call, if it is recorded
+        self._rx_gap_frames = 0  # inbound frames Twilio's timestamps say never came
+        self._stream_stopped = False  # Twilio sent `stop`: the call ended with its last frame
         self.stt_write_errors = 0  # frames the engine raised on: counted as RX drops
         self.started_at = 0.0
         self.greeting: Prompt | None = None
@@ -166,6 +170,7 @@ class CallSession:
         self.meter = SecondMeter(self.call_sid, start=self.started_at)
         self.rx_q = FrameQueue(cfg.rx_queue_frames, name="rx_q")
         self.tx_q = FrameQueue(cfg.tx_queue_frames, name="tx_q")
+        tap = self.recording = self.observer.recording(self.call_sid, self.stream_sid)
         self.rx = RxWorker(
             name=f"rx-{name}",
             rx_q=self.rx_q,
@@ -176,6 +181,7 @@ class CallSession:
             burst_frames=max(1, cfg.batch_ms // cfg.frame_ms),
             clock=self._clock,
             tick_stats=IntervalHistogram(frame_s) if cfg.cadence_stats else None,
+            on_frame=tap.caller if tap is not None else None,
         )
         self.tx = TxWorker(
             name=f"tx-{name}",
@@ -187,6 +193,7 @@ class CallSession:
             backpressure=cfg.backpressure,
             prefill_frames=cfg.prefill_frames,
             idle_silence=cfg.idle_silence,
+            on_frame=tap.line if tap is not None else None,
         )
         self.barge_in = BargeIn(
             call_sid=self.call_sid,
@@ -234,6 +241,18 @@ class CallSession:
             text=text,
         )
         self.tx.play(prompt)
+        # Where the prompt sits on the call's timeline (queued now; it plays after what is
+        # already playing): the review page shows it beside the recording.
+        self.observer.event(
+            self.call_sid,
+            "prompt",
+            text,
+            {
+                "label": prompt.label,
+                "offset_ms": round((self._clock() - self.started_at) * 1000),
+                "duration_ms": len(frames) * self.config.frame_ms,
+            },
+        )
         return prompt
 
     # --- from the consumer's event loop (never blocks) -------------------------------------------
@@ -242,6 +261,31 @@ class CallSession:
         """Enqueue one inbound 20 ms frame, always, STT session or not (nothing waits here)."""
         self.frames_in += 1
         self.rx_q.put_media(frame)
+
+    def rx_timestamp(self, timestamp_ms: int) -> None:
+        """Note where Twilio places the next inbound audio; audio that never came is silence.
+
+        Called before a media message's frames are enqueued. Only the recording needs it: a
+        timestamp ahead of the frames received so far leaves that many frames silent in it.
+        """
+        tap = self.recording
+        if tap is None:
+            return
+        frame_ms = self.config.frame_ms
+        placed = self.frames_in + self._rx_gap_frames
+        gap = (timestamp_ms - placed * frame_ms) // frame_ms
+        if gap <= 0:
+            return
+        # A timestamp is whatever the client wrote: never past the call's own clock (+1 s).
+        now_slot = int((self._clock() - self.started_at) * 1000) // frame_ms
+        gap = min(gap, now_slot + 1000 // frame_ms - placed)
+        if gap > 0:
+            self._rx_gap_frames += gap
+            tap.caller_gap(self.frames_in, gap)
+
+    def stream_stopped(self) -> None:
+        """Twilio said `stop`: the call's timeline ends where the caller's audio ends."""
+        self._stream_stopped = True
 
     def dtmf(self, digit: str) -> None:
         """Queue a DTMF digit in order with the audio (control: never dropped, never waits)."""
@@ -371,12 +415,19 @@ class CallSession:
         if self.replier is not None:
             self.replier.close()  # the caller is gone: nothing more to say
         deadline = self._clock() + self.config.stop_timeout_s
+        tap = self.recording
+        line_end = tap.line_next if tap is not None else 0  # the line's slot when the call ended
         self.rx.draining = True
         self.rx_q.put_control(Control("stop"), timeout=0)
         if not self.rx.join(max(0.05, deadline - self._clock())):
             self.rx.abort()
             self.rx.join(0.1)
         unwritten = self._count_unwritten()
+        if tap is not None:
+            # Twilio's `stop` comes in line after the last media, so the caller's audio marks
+            # the end; otherwise (a caller gone, a shutdown) the end is when the stop came.
+            caller_end = tap.caller_next
+            tap.close(caller_end if self._stream_stopped and caller_end else line_end)
         stt = self.stt
         if stt is not None:
             try:
@@ -421,10 +472,14 @@ class CallSession:
     def _count_unwritten(self) -> int:
         """Frames still queued after RX gave up (STT never became ready): lost, so counted."""
         left = self.rx_q.drain_matching(lambda item: type(item) is bytes)
+        tap = self.recording
+        if tap is not None:  # received all the same: the recording keeps them
+            for frame in left:
+                tap.caller(frame, self.rx_q.drops_total)
         return len(left) + (1 if self.rx.pending is not None else 0)
 
     def totals(self, *, unwritten: int = 0) -> dict[str, Any]:
-        return {
+        totals = {
             "frames_in": self.frames_in,
             "frames_written": self.rx.frames_written - self.stt_write_errors,
             "frames_out": self.tx.frames_sent,
@@ -441,6 +496,9 @@ class CallSession:
             # Every STT write's time (histogram.Snapshot.encode): the GO/NO-GO rule's p99.
             "write_ms_hist": self.rx.write_times.snapshot().encode(),
         }
+        if self.recording is not None:  # recording frames dropped (never call frames)
+            totals["recording_dropped"] = self.recording.dropped
+        return totals
 
     def alive_threads(self) -> list[str]:
         """Names of this call's threads still running (should be none after `stop`)."""

@@ -30,9 +30,15 @@ ALLOWED = {
     "telephony.turns": {"telephony.media", "telephony.stt.base"},
     "telephony.stt": {"telephony.media"},
     "telephony.tts": {"telephony.media"},
+    "telephony.recording": {"telephony.media", "telephony.process"},
 }
 LEAVES = {"telephony.registry"}
-WITHOUT_DJANGO = ("telephony.media", "telephony.metrics", "telephony.process")
+WITHOUT_DJANGO = (
+    "telephony.media",
+    "telephony.metrics",
+    "telephony.process",
+    "telephony.recording",
+)
 
 
 def module_name(path: Path) -> str:
@@ -131,3 +137,14 @@ def test_the_observer_seam_is_configured_not_imported() -> None:
     assert settings.LINE_OBSERVER == "calls.observer.LineReports"
     assert isinstance(get_line_observer(), LineReports)
     assert issubclass(LineReports, LineObserver)
+
+
+def test_no_test_module_imports_another() -> None:
+    """What test modules share lives in a helper module (tests/helpers, a package's helpers)."""
+    offenders = [
+        f"{module_name(p)} imports {name}"
+        for p in sorted((REPO / "tests").rglob("*.py"))
+        for name in imports_of(p)
+        if name.startswith("tests.") and name.rsplit(".", 1)[-1].startswith("test_")
+    ]
+    assert offenders == []

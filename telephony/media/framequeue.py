@@ -53,6 +53,9 @@ class FrameQueue:
         self._not_full = threading.Condition(self._lock)
         self.drops_total = 0  # media frames dropped since creation
         self.control_overflows = 0  # control items let in past maxsize (none is ever dropped)
+        # drops_total when the last item was taken: drop-oldest means every frame dropped by
+        # then came before that item (the recording places the caller's frames with it).
+        self.drops_at_take = 0
 
     def qsize(self) -> int:
         return len(self._items)
@@ -91,6 +94,7 @@ class FrameQueue:
             if not self._items and not self._not_empty.wait_for(lambda: self._items, timeout):
                 return None
             item = self._items.popleft()
+            self.drops_at_take = self.drops_total
             self._not_full.notify()
             return item
 
@@ -100,6 +104,7 @@ class FrameQueue:
             if not self._items:
                 return None
             item = self._items.popleft()
+            self.drops_at_take = self.drops_total
             self._not_full.notify()
             return item
 

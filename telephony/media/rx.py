@@ -41,8 +41,13 @@ class RxWorker:
         clock: Callable[[], float] = time.perf_counter,
         get_timeout_s: float = GET_TIMEOUT_S,
         tick_stats: IntervalHistogram | None = None,
+        on_frame: Callable[[bytes, int], None] | None = None,
     ) -> None:
-        """`write` returns False while no STT session is ready; `on_control` False ends the loop."""
+        """`write` returns False while no STT session is ready; `on_control` False ends the loop.
+
+        `on_frame(frame, drops_total)` sees each frame as it is taken from rx_q, STT ready or
+        not, with rx_q's drop count at that moment (the recording's hand-off: never blocks).
+        """
         self.rx_q = rx_q
         self._write = write
         self._on_control = on_control
@@ -52,6 +57,7 @@ class RxWorker:
         self._clock = clock
         self._get_timeout_s = get_timeout_s
         self.tick_stats = tick_stats  # opt-in (RX_CADENCE_STATS): when each write's tick came
+        self._on_frame = on_frame
         self._thread = WorkerThread(name, self.run)
         self._running = True
         self.draining = False  # at stop: write what is queued without waiting for the cadence
@@ -106,6 +112,8 @@ class RxWorker:
                 if not self._on_control(item):
                     return False
                 continue
+            if self._on_frame is not None:
+                self._on_frame(item, self.rx_q.drops_at_take)
             if not self._write_one(item):
                 self.pending = item  # STT went away mid-burst: keep it, in order
                 return True
@@ -122,7 +130,11 @@ class RxWorker:
                 item = self.rx_q.get(timeout=self._get_timeout_s)
             else:
                 item = self.rx_q.get_nowait()
-            if item is None or is_media(item):
+            if item is None:
+                return None
+            if is_media(item):
+                if self._on_frame is not None:
+                    self._on_frame(item, self.rx_q.drops_at_take)
                 return item
             if not self._on_control(item):
                 self._running = False

@@ -79,8 +79,13 @@ class TxWorker:
         backpressure: float = 0.9,
         prefill_frames: int | None = None,
         idle_silence: bool = True,
+        on_frame: Callable[[bytes, int], None] | None = None,
     ) -> None:
-        """Prompts are fed into `tx_q` up to `prefill_frames`, never past `backpressure`."""
+        """Prompts are fed into `tx_q` up to `prefill_frames`, never past `backpressure`.
+
+        `on_frame(frame, slot)` sees every frame handed to `deliver` (idle silence included)
+        with its tick's slot: 20 ms ticks since the cadence began (the recording's hand-off).
+        """
         self.tx_q = tx_q
         self._messages = messages
         self._deliver = deliver
@@ -98,6 +103,8 @@ class TxWorker:
         self.silence_sent = 0
         self.current: Prompt | None = None  # the prompt whose frames are being sent
         self.first_frame_at: float | None = None  # clock time the first frame was handed over
+        self._on_frame = on_frame
+        self._origin = cadence.next_deadline  # slot 0
 
     @property
     def error(self) -> BaseException | None:
@@ -181,6 +188,11 @@ class TxWorker:
             self.silence_sent += 1
         if item is not None:
             self._deliver(self._messages.media(item), "media")
+            if self._on_frame is not None:
+                cadence = self._cadence
+                self._on_frame(
+                    item, round((cadence.next_deadline - self._origin) / cadence.period_s)
+                )
             self.frames_sent += 1
             if self.first_frame_at is None:
                 self.first_frame_at = self._cadence.now()

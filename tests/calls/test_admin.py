@@ -103,8 +103,9 @@ def test_the_live_page_has_a_column_for_every_figure(staff_client: Client) -> No
     assert headers == [
         "call", "caller", "age", "RX fps_in", "RX q", "RX drops", "RX drops total", "write_ms",
         "TX fps", "TX q", "TX drops", "TX drops total", "send q", "mark rtt", "trend",
+        "last words",
     ]  # fmt: skip
-    assert '<td colspan="15">No running calls.</td>' in html
+    assert '<td colspan="16">No running calls.</td>' in html
     # The script fills the cells of the same figures, in the same order.
     figures = re.search(r'<script id="live-figures" type="application/json">(.*?)</script>', html)
     assert figures is not None

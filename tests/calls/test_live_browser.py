@@ -22,21 +22,11 @@ import pytest
 
 from calls import live
 from telephony.testing.server_process import REPO_ROOT, ServerProcess
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers.figures import sample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.redis]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 HOT = re.compile(r"\bhot\b")
 PASSWORD = "pw-live-page"

@@ -22,7 +22,7 @@ import django
 django.setup()
 from telephony.turns.transcript import TranscriptEvent
 from tests.helpers.clock import FakeClock
-from tests.telephony.test_session import make_session
+from tests.helpers.session import make_session
 clock = FakeClock(50.0)
 session, _, _ = make_session(clock)
 clock.now += 1.0

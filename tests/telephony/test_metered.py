@@ -8,9 +8,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from telephony.media.audio import SILENCE_FRAME
 from telephony.metered import MeteredCall, counters_of, live_counters
 from telephony.metrics.scrape import LineMetrics
+from telephony.observer import CallObserver
 from telephony.turns.transcript import TranscriptEvent
 from tests.helpers.clock import FakeClock
-from tests.telephony.test_session import make_session
+from tests.helpers.session import make_session
 
 
 def scrape(line: LineMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -72,3 +73,14 @@ def test_every_report_reaches_the_observer_and_the_line_counts_the_call() -> Non
     assert ended[("telephony_calls_total", (("outcome", "completed"),))] == 1
     assert ended[("telephony_drops_total", (("side", "rx"),))] == 2
     assert ended[("telephony_frames_total", (("direction", "in"),))] == 50
+
+
+def test_every_report_of_the_observer_interface_is_passed_on() -> None:
+    """A report MeteredCall does not override would stop at the interface's do-nothing default."""
+    reports = [
+        name
+        for name, member in vars(CallObserver).items()
+        if callable(member) and not name.startswith("_")
+    ]
+    assert reports, "the interface has reports"
+    assert [name for name in reports if name not in vars(MeteredCall)] == []
