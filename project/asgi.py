@@ -18,15 +18,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from calls.origins import PublicOriginValidator  # noqa: E402
 from calls.routing import websocket_urlpatterns as admin_websockets  # noqa: E402
 from telephony.exporter import MetricsEndpoint  # noqa: E402
-from telephony.guard import TwilioWebhookGuard  # noqa: E402
 from telephony.routing import websocket_urlpatterns as twilio_websockets  # noqa: E402
+from telephony.security.guard import TwilioWebhookGuard  # noqa: E402
 from telephony.shutdown import Lifespan  # noqa: E402
 from telephony.warmup import warm_up  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # GET /metrics is answered before Django (telephony/exporter.py says who may read it);
-        # Twilio's webhooks are refused on the loop unless signed (telephony/guard.py).
+        # Twilio's webhooks are refused on the loop unless signed (telephony/security/guard.py).
         "http": MetricsEndpoint(TwilioWebhookGuard(django_asgi_app)),
         # uvicorn: finish the calls in progress at shutdown (daphne: see telephony/shutdown.py)
         "lifespan": Lifespan(),

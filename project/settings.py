@@ -213,7 +213,7 @@ DTMF_MAX_PER_S = env.float("DTMF_MAX_PER_S", default=10.0)
 STREAM_IDLE_TIMEOUT_S = env.float("STREAM_IDLE_TIMEOUT_S", default=5.0)
 # Twilio sends `start` right after the upgrade: a socket without one this long after it is
 # closed, whatever else it sends. At most STREAM_MAX_PENDING sockets per process wait for their
-# `start` at once; beyond that the one waiting longest is closed (telephony/pending.py).
+# `start` at once; beyond that the one waiting longest is closed (telephony/security/pending.py).
 STREAM_START_TIMEOUT_S = env.float("STREAM_START_TIMEOUT_S", default=5.0)
 STREAM_MAX_PENDING = env.int("STREAM_MAX_PENDING", default=200)
 # On SIGTERM (or lifespan shutdown) calls in progress are finished and flushed within this.
@@ -310,8 +310,8 @@ GOOGLE_TTS_ENDPOINT = env.str("GOOGLE_TTS_ENDPOINT", default="texttospeech.googl
 GOOGLE_TTS_TIMEOUT_S = env.float("GOOGLE_TTS_TIMEOUT_S", default=10.0)
 
 # --- Metrics --------------------------------------------------------------------------------------
-# GET /metrics (telephony/exporter.py) answers clients in these networks (loopback by default),
-# and anyone with `Authorization: Bearer <METRICS_BEARER_TOKEN>` (no token by default). A
+# GET /metrics (telephony/exporter.py) answers clients in these networks (loopback by
+# default), and anyone with `Authorization: Bearer <METRICS_BEARER_TOKEN>` (no token by default). A
 # request that came through a proxy (X-Forwarded-For, Forwarded, X-Real-IP) needs the token.
 METRICS_ALLOW_NETWORKS = env.list("METRICS_ALLOW_NETWORKS", default=["127.0.0.0/8", "::1/128"])
 METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")

@@ -7,7 +7,7 @@ by kind (the call's `bad_input`) and skipped; a flood of messages or of audio fr
 `start`, no `start` within a few seconds of the upgrade, or a stream gone silent closes the
 socket with a reason. A `start` is admitted only with a fresh token for its CallSid, for a call
 that has not ended, and while no other stream of that call is live anywhere in the deployment
-(`telephony.livecalls`); neither the token store nor the live calls is a database: a call's
+(`telephony.security.livecalls`); neither the token store nor the live calls is a database: a call's
 start waits for no database read.
 """
 
@@ -27,15 +27,16 @@ from channels.consumer import AsyncConsumer, get_handler_name
 from channels.exceptions import StopConsumer
 from django.conf import settings
 
-from telephony import protocol, security, shutdown
-from telephony.livecalls import CLAIMED, ENDED, ended_for_s, live_calls
+from telephony import protocol, shutdown
 from telephony.media.audio import FRAME_BYTES, Reframer
 from telephony.media.handoff import handoff_for
 from telephony.media.sendqueue import SendQueue
 from telephony.observer import get_line_observer
-from telephony.pending import pending_streams
 from telephony.process import memory
-from telephony.refusals import RefusalLog
+from telephony.security import ratelimit, signatures, tokens
+from telephony.security.livecalls import CLAIMED, ENDED, ended_for_s, live_calls
+from telephony.security.pending import pending_streams
+from telephony.security.refusals import RefusalLog
 from telephony.session import CallSession
 from telephony.stt import get_stt_engine
 from telephony.tts import get_prompt_cache
@@ -126,21 +127,21 @@ class TwilioStreamConsumer(AsyncConsumer):
         self.loop = asyncio.get_running_loop()
         self.handoff = handoff_for(self.loop)
         self.last_message_at = self.loop.time()
-        self.messages = security.TokenBucket(
+        self.messages = ratelimit.TokenBucket(
             settings.STREAM_MAX_MESSAGES_PER_S, settings.STREAM_MESSAGE_BURST, clock=self.loop.time
         )
-        self.key_presses = security.TokenBucket(
+        self.key_presses = ratelimit.TokenBucket(
             settings.DTMF_MAX_PER_S, 2 * settings.DTMF_MAX_PER_S, clock=self.loop.time
         )
-        self.frame_budget = security.TokenBucket(
+        self.frame_budget = ratelimit.TokenBucket(
             settings.STREAM_MAX_FRAMES_PER_S, settings.STREAM_FRAME_BURST, clock=self.loop.time
         )
         host, port = self.scope.get("client") or ("?", "?")
         self.peer = f"{host}:{port}"
         self.owner = f"{_PROCESS}:{secrets.token_hex(4)}"
-        signature = security.header(self.scope.get("headers", ()), b"x-twilio-signature")
-        url = security.stream_url(settings.PUBLIC_BASE_URL)
-        if not security.valid_signature(settings.TWILIO_AUTH_TOKEN, url, {}, signature):
+        signature = signatures.header(self.scope.get("headers", ()), b"x-twilio-signature")
+        url = signatures.stream_url(settings.PUBLIC_BASE_URL)
+        if not signatures.valid_signature(settings.TWILIO_AUTH_TOKEN, url, {}, signature):
             why = "invalid X-Twilio-Signature" if signature else "missing X-Twilio-Signature"
             refusals.refused(why, f"upgrade from {self.peer} for {url}")
             await self.send({"type": "websocket.close", "code": 4403})
@@ -257,15 +258,15 @@ class TwilioStreamConsumer(AsyncConsumer):
         self._started_or_gone()
         why = None
         if not (
-            security.valid_sid(start.call_sid)
-            and security.valid_sid(start.stream_sid)
-            and (not start.account_sid or security.valid_sid(start.account_sid))
+            signatures.valid_sid(start.call_sid)
+            and signatures.valid_sid(start.stream_sid)
+            and (not start.account_sid or signatures.valid_sid(start.account_sid))
         ):
             why = "malformed start: CallSid, StreamSid or AccountSid"
             self._bad(BAD_START, why)
         if why is None:
             now = time.time()
-            token = security.read_stream_token(
+            token = tokens.read_stream_token(
                 settings.TWILIO_AUTH_TOKEN,
                 start.call_sid,
                 start.custom_parameters.get("token"),
@@ -298,14 +299,14 @@ class TwilioStreamConsumer(AsyncConsumer):
         session.start()
         shutdown.register(session)
 
-    async def _admit(self, token: security.StreamToken, *, now: float) -> str | None:
+    async def _admit(self, token: tokens.StreamToken, *, now: float) -> str | None:
         """Spend the token, then claim the call; return why the stream is refused, or None.
 
         One after the other, not gathered: in memory neither ever waits, so the start goes on
         in the same turn of the loop (gathered, each start waited for more turns of a loop busy
         with the other calls: BENCHMARKS.md, Start-up); with Redis each is one round trip.
         """
-        if not await security.token_store().aspend(token, now=now):
+        if not await tokens.token_store().aspend(token, now=now):
             return "stream token already used"
         call_sid = token.call_sid
         calls = live_calls()
@@ -322,7 +323,7 @@ class TwilioStreamConsumer(AsyncConsumer):
         return None
 
     async def _hold_call(self, call_sid: str, every_s: float) -> None:
-        """Renew the call's claim while the stream lives (a lease: see telephony.livecalls)."""
+        """Renew the call's claim while the stream lives (a lease: security/livecalls.py)."""
         calls = live_calls()
         while True:
             await asyncio.sleep(every_s)

@@ -1,12 +1,13 @@
 """Twilio's HTTP webhooks: the voice webhook answering TwiML, and the stream status callback.
 
 Each request is refused before anything else unless Twilio signed it (403), then refused if a
-field breaks `telephony.fields` (400, with the reason). A signature has no nonce, so a captured
-webhook can be replayed: the voice webhook of a call that has ended is answered `<Hangup/>`,
-without a token and without touching the call's record; a status callback for a call the line
-never answered is refused (404) rather than recorded. Refusals are logged at a bounded rate
-(`telephony.refusals`). In front of Django, `telephony.guard` refuses unsigned requests on the
-event loop already; the check here keeps the views safe wherever they are served from.
+field breaks `telephony.security.fields` (400, with the reason). A signature has no nonce, so a
+captured webhook can be replayed: the voice webhook of a call that has ended is answered
+`<Hangup/>`, without a token and without touching the call's record; a status callback for a
+call the line never answered is refused (404) rather than recorded. Refusals are logged at a
+bounded rate (`telephony.security.refusals`). In front of Django, `telephony.security.guard`
+refuses unsigned requests on the event loop already; the check here keeps the views safe
+wherever they are served from.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from telephony import fields, security
 from telephony.observer import get_line_observer
-from telephony.refusals import RefusalLog
+from telephony.security import fields, signatures, tokens
+from telephony.security.guard import webhook_refusals
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ View = Callable[[HttpRequest], HttpResponse]
 
 # Webhooks refused (unsigned, bad fields, an ended or unknown call): whoever floods them must not
 # flood the log as well.
-refusals = RefusalLog(log, "webhook")
 
 
 def client_of(request: HttpRequest) -> str:
@@ -45,11 +45,11 @@ def twilio_signed(view: View) -> View:
 
     @wraps(view)
     def wrapper(request: HttpRequest) -> HttpResponse:
-        url = security.public_url(settings.PUBLIC_BASE_URL, request.get_full_path())
+        url = signatures.public_url(settings.PUBLIC_BASE_URL, request.get_full_path())
         signature = request.headers.get("X-Twilio-Signature")
         params = {key: request.POST.get(key, "") for key in request.POST}
-        if not security.valid_signature(settings.TWILIO_AUTH_TOKEN, url, params, signature):
-            refusals.refused(
+        if not signatures.valid_signature(settings.TWILIO_AUTH_TOKEN, url, params, signature):
+            webhook_refusals.refused(
                 "invalid X-Twilio-Signature" if signature else "missing X-Twilio-Signature",
                 f"{request.path} from {client_of(request)}",
             )
@@ -61,19 +61,19 @@ def twilio_signed(view: View) -> View:
 
 def refuse(request: HttpRequest, status: int, why: str, about: str = "") -> HttpResponse:
     """Answer `status` with the reason, logged at a bounded rate."""
-    refusals.refused(why, f"{request.path} from {client_of(request)} {about}".rstrip())
+    webhook_refusals.refused(why, f"{request.path} from {client_of(request)} {about}".rstrip())
     return HttpResponse(why, status=status, content_type="text/plain")
 
 
 def stream_twiml(*, call_sid: str, now: float) -> str:
     """TwiML connecting the call to our media stream, with its signed per-call token."""
-    token = security.make_stream_token(
+    token = tokens.make_stream_token(
         settings.TWILIO_AUTH_TOKEN, call_sid, now=now, ttl_s=settings.STREAM_TOKEN_TTL_S
     )
     response = VoiceResponse()
     connect = Connect()
     stream = connect.stream(
-        url=security.stream_url(settings.PUBLIC_BASE_URL),
+        url=signatures.stream_url(settings.PUBLIC_BASE_URL),
         status_callback=settings.PUBLIC_BASE_URL.rstrip("/") + "/twilio/status/",
     )
     stream.parameter(name="token", value=token)
@@ -105,7 +105,9 @@ def voice(request: HttpRequest) -> HttpResponse:
     if not answered:
         # A replay of an ended call's webhook (Twilio asks once per call): no token, and the
         # call's record as it was. <Hangup/> is valid TwiML, should Twilio itself ever ask again.
-        refusals.refused("the call has ended", f"voice webhook for {call.call_sid}: <Hangup/>")
+        webhook_refusals.refused(
+            "the call has ended", f"voice webhook for {call.call_sid}: <Hangup/>"
+        )
         return HttpResponse(hangup_twiml(), content_type="text/xml")
     log.info("call %s answered (from %s)", call.call_sid, call.from_number or "-")
     return HttpResponse(

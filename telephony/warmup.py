@@ -7,10 +7,9 @@ import time
 
 from django.conf import settings
 
-from telephony import serverlog
-from telephony.livecalls import ended_for_s, live_calls
 from telephony.observer import get_line_observer
-from telephony.process import gcwatch
+from telephony.process import gcwatch, serverlog
+from telephony.security.livecalls import ended_for_s, live_calls
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ ALLOWED = {
     "telephony.stt": {"telephony.media"},
     "telephony.tts": {"telephony.media"},
     "telephony.recording": {"telephony.media", "telephony.process"},
+    "telephony.security": set(),
 }
 LEAVES = {"telephony.registry"}
 WITHOUT_DJANGO = (

@@ -126,7 +126,7 @@ class Nginx:
         return [NGINX, "-p", str(self.prefix), "-c", str(self.conf)]
 
     def app_env(self, auth_token: str) -> dict[str, str]:
-        """The production settings of a process behind this nginx (README, "Deploy")."""
+        """The production settings of a process behind this nginx (deploy/README.md)."""
         return {
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(50),

@@ -23,7 +23,7 @@ from django.conf import settings
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 
-from telephony import security
+from telephony.security import signatures, tokens
 from telephony.testing.caller import (
     DEFAULT_ACCOUNT_SID,
     SIGNATURE_HEADER,
@@ -199,14 +199,14 @@ async def close_code(ws: ClientConnection, timeout_s: float = 10.0) -> tuple[int
 
 
 def signed_headers() -> list[tuple[bytes, bytes]]:
-    url = security.stream_url(settings.PUBLIC_BASE_URL)
+    url = signatures.stream_url(settings.PUBLIC_BASE_URL)
     signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, {})
     return [(b"x-twilio-signature", signature.encode()), (b"host", b"line.example.com")]
 
 
 def token_for(call_sid: str, *, now: float | None = None) -> str:
     now = time.time() if now is None else now
-    return security.make_stream_token(settings.TWILIO_AUTH_TOKEN, call_sid, now=now, ttl_s=60)
+    return tokens.make_stream_token(settings.TWILIO_AUTH_TOKEN, call_sid, now=now, ttl_s=60)
 
 
 def start(call_sid: str, stream_sid: str, params: dict[str, str] | None = None) -> str:

@@ -26,9 +26,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from calls.models import Call, CallEvent
-from telephony import protocol, security
-from telephony.livecalls import CLAIMED, ENDED, ended_for_s, live_calls
+from telephony import protocol
 from telephony.media.audio import FRAME_BYTES
+from telephony.security import signatures, tokens
+from telephony.security.livecalls import CLAIMED, ENDED, ended_for_s, live_calls
 from telephony.testing.caller import dial, new_sid
 from tests.reliability.helpers import (
     answer,
@@ -187,16 +188,16 @@ async def test_a_stream_is_refused_before_any_audio_or_starts_cleanly(
         params = {"token": token_for(new_sid("CA"))}
     elif refusal == "used token":
         params = {"token": fresh}
-        spent = security.read_stream_token(
+        spent = tokens.read_stream_token(
             settings.TWILIO_AUTH_TOKEN, call_sid, fresh, now=time.time()
         )
-        assert await security.token_store().aspend(spent, now=time.time())
+        assert await tokens.token_store().aspend(spent, now=time.time())
     elif refusal == "zero-padded expiry":
         params = {"token": f"{'0' * data.draw(st.integers(1, 3))}{expires}.{digest}"}
-        spent = security.read_stream_token(
+        spent = tokens.read_stream_token(
             settings.TWILIO_AUTH_TOKEN, call_sid, fresh, now=time.time()
         )
-        assert await security.token_store().aspend(spent, now=time.time())
+        assert await tokens.token_store().aspend(spent, now=time.time())
     elif refusal == "upper-case digest":
         params = {"token": f"{expires}.{digest.upper()}"}
     elif refusal == "another live stream":
@@ -346,8 +347,8 @@ async def test_a_token_has_one_spelling_only(app: Any, data: st.DataObject) -> N
     token = token_for(call_sid)
     other = data.draw(respelled_tokens(token))
     key, now = settings.TWILIO_AUTH_TOKEN, time.time()
-    assert security.check_stream_token(key, call_sid, token, now=now) is None
-    assert security.check_stream_token(key, call_sid, other, now=now) == "malformed stream token"
+    assert tokens.check_stream_token(key, call_sid, token, now=now) is None
+    assert tokens.check_stream_token(key, call_sid, other, now=now) == "malformed stream token"
 
 
 def staff_cookie() -> list[tuple[bytes, bytes]]:
@@ -414,7 +415,7 @@ def test_a_webhook_either_refuses_its_fields_or_keeps_them_whole(
     # Kept as sent, and only what `start` and the database would both take.
     call = Call.objects.get(call_sid=call_sid)
     assert (call.from_number, call.to_number) == (caller, callee)
-    assert security.valid_sid(call_sid)
+    assert signatures.valid_sid(call_sid)
     for value in (caller, callee):
         assert len(value) <= 32
         assert "\x00" not in value

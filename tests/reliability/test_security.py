@@ -25,7 +25,7 @@ from twilio.request_validator import RequestValidator
 
 from calls.models import Call
 from calls.recorder import get_recorder
-from telephony import security
+from telephony.security import ratelimit, signatures, tokens
 from telephony.testing.caller import SIGNATURE_HEADER, VOICE_PATH, dial, new_sid
 from telephony.testing.server_process import REPO_ROOT, ServerProcess, free_port
 from tests.reliability.conftest import REDIS_HOST, REDIS_PORT, need
@@ -94,8 +94,8 @@ def test_the_answer_carries_a_token_for_this_call_only(client: Client, line: Non
     assert response.status_code == 200
     token = re.search(rb'<Parameter name="token" value="([^"]+)"', response.content).group(1)
     now = time.time()
-    assert security.check_stream_token(KEY, FORM["CallSid"], token.decode(), now=now) is None
-    assert security.check_stream_token(KEY, "CA" + "2" * 32, token.decode(), now=now)
+    assert tokens.check_stream_token(KEY, FORM["CallSid"], token.decode(), now=now) is None
+    assert tokens.check_stream_token(KEY, "CA" + "2" * 32, token.decode(), now=now)
     assert b"wss://line.example.com/twilio/stream/" in response.content
 
 
@@ -124,18 +124,18 @@ def test_a_status_for_a_call_never_answered_is_refused_and_makes_no_call(
 
 
 def token(call_sid: str = "CA1", ttl_s: int = 60) -> str:
-    return security.make_stream_token(KEY, call_sid, now=time.time(), ttl_s=ttl_s)
+    return tokens.make_stream_token(KEY, call_sid, now=time.time(), ttl_s=ttl_s)
 
 
-def checked(call_sid: str = "CA1", ttl_s: int = 60) -> security.StreamToken:
+def checked(call_sid: str = "CA1", ttl_s: int = 60) -> tokens.StreamToken:
     """A token as the consumer spends it: checked for its call."""
-    read = security.read_stream_token(KEY, call_sid, token(call_sid, ttl_s), now=time.time())
-    assert isinstance(read, security.StreamToken), read
+    read = tokens.read_stream_token(KEY, call_sid, token(call_sid, ttl_s), now=time.time())
+    assert isinstance(read, tokens.StreamToken), read
     return read
 
 
 async def test_a_token_is_spent_once_in_memory() -> None:
-    store = security.UsedTokens()
+    store = tokens.UsedTokens()
     first = checked()
     assert await store.aspend(first, now=time.time())
     assert not await store.aspend(first, now=time.time())
@@ -149,8 +149,8 @@ async def test_a_token_is_spent_once_across_processes_through_redis() -> None:
     need(REDIS_HOST, REDIS_PORT, "Redis")
     url, prefix = f"redis://{REDIS_HOST}:{REDIS_PORT}/0", f"test{os.getpid()}{time.time_ns()}"
     # Two stores, two connections: what two server processes behind a load balancer have.
-    one = security.RedisUsedTokens(url, prefix=prefix)
-    two = security.RedisUsedTokens(url, prefix=prefix)
+    one = tokens.RedisUsedTokens(url, prefix=prefix)
+    two = tokens.RedisUsedTokens(url, prefix=prefix)
     spent = checked(ttl_s=30)
     assert await one.aspend(spent, now=time.time())
     assert not await two.aspend(spent, now=time.time())
@@ -171,7 +171,7 @@ async def test_a_token_is_spent_once_across_processes_through_redis() -> None:
 
 
 async def test_without_redis_a_token_is_still_spent_once_in_this_process() -> None:
-    store = security.RedisUsedTokens(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    store = tokens.RedisUsedTokens(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
     spent = checked()
     t0 = time.monotonic()
     assert await store.aspend(spent, now=time.time())
@@ -182,19 +182,19 @@ async def test_without_redis_a_token_is_still_spent_once_in_this_process() -> No
 
 def test_the_store_follows_redis_url(settings: Any) -> None:
     settings.REDIS_URL = ""
-    assert isinstance(security.token_store(), security.UsedTokens)
+    assert isinstance(tokens.token_store(), tokens.UsedTokens)
     settings.REDIS_URL = "redis://127.0.0.1:6379/0"
     settings.CHANNELS_PREFIX = "deploy-a"
-    store = security.token_store()
-    assert isinstance(store, security.RedisUsedTokens)
+    store = tokens.token_store()
+    assert isinstance(store, tokens.RedisUsedTokens)
     assert store.prefix == "deploy-a"
     settings.REDIS_URL = ""
-    assert isinstance(security.token_store(), security.UsedTokens)
+    assert isinstance(tokens.token_store(), tokens.UsedTokens)
 
 
 def test_a_token_bucket_allows_its_burst_then_its_rate() -> None:
     now = [0.0]
-    bucket = security.TokenBucket(10.0, 20, clock=lambda: now[0])
+    bucket = ratelimit.TokenBucket(10.0, 20, clock=lambda: now[0])
     assert sum(bucket.take() for _ in range(50)) == 20
     now[0] += 0.5  # half a second refills 5
     assert sum(bucket.take() for _ in range(50)) == 5
@@ -205,12 +205,12 @@ def test_a_token_bucket_allows_its_burst_then_its_rate() -> None:
 def test_hostile_tokens_and_sids_are_refused_not_raised() -> None:
     now = time.time()
     for bad in ("²³.abc", "9" * 5000 + ".abc", ".abc", "12", "", "١٢٣.abc"):
-        assert security.check_stream_token(KEY, "CA1", bad, now=now) is not None, bad
+        assert tokens.check_stream_token(KEY, "CA1", bad, now=now) is not None, bad
     good = token("CA1")
-    assert "does not match" in security.check_stream_token(KEY, "CA1\ud800", good, now=now)
+    assert "does not match" in tokens.check_stream_token(KEY, "CA1\ud800", good, now=now)
     for sid in ("MZ\ud800", "MZ x", "MZ\x00", "", "M" * 65, "MZ/../x"):
-        assert not security.valid_sid(sid), sid
-    assert security.valid_sid("CA" + "f" * 32)
+        assert not signatures.valid_sid(sid), sid
+    assert signatures.valid_sid("CA" + "f" * 32)
 
 
 # --- the admin ----------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ def test_a_refused_stream_is_closed_by_the_real_server(
     ) -> tuple[int | None, int]:
         if not answered:  # an ended call's webhook is answered <Hangup/>: no second answer
             await answer(server.base_url, call_sid, auth)
-        async with open_stream(security.stream_url(server.base_url), auth) as ws:
+        async with open_stream(signatures.stream_url(server.base_url), auth) as ws:
             await ws.send(start(call_sid, new_sid("MZ"), params))
             for _ in range(5):
                 await ws.send(good_frame("MZ-unused").data)
@@ -306,7 +306,7 @@ def test_a_refused_stream_is_closed_by_the_real_server(
         async with open_stream(used.url, auth) as ws:  # a real stream spends the token
             await ws.send(start("CA" + "7" * 32, new_sid("MZ"), used.parameters))
             await ws.recv()
-        expired = security.make_stream_token(auth, "CA" + "8" * 32, now=time.time() - 120, ttl_s=60)
+        expired = tokens.make_stream_token(auth, "CA" + "8" * 32, now=time.time() - 120, ttl_s=60)
         return [
             await refused({"token": "1999999999.forged"}, "CA" + "6" * 32),
             await refused({"token": expired}, "CA" + "8" * 32),
@@ -424,7 +424,7 @@ def test_sockets_that_never_start_are_closed_and_bounded(
 
     env = {"STT_ENGINE": "none", "STREAM_START_TIMEOUT_S": "1", "STREAM_MAX_PENDING": "20"}
     server = server_factory(env=env, server="uvicorn")
-    auth, url = django_settings.TWILIO_AUTH_TOKEN, security.stream_url(server.base_url)
+    auth, url = django_settings.TWILIO_AUTH_TOKEN, signatures.stream_url(server.base_url)
 
     async def idle(delay_s: float) -> tuple[tuple[int | None, str], float]:
         await asyncio.sleep(delay_s)

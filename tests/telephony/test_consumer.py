@@ -10,8 +10,8 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from twilio.request_validator import RequestValidator
 
-from telephony import security
 from telephony.media.audio import FRAME_BYTES
+from telephony.security import signatures, tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,14 +30,14 @@ def app(settings):
 
 
 def signed_headers(url: str | None = None) -> list[tuple[bytes, bytes]]:
-    url = url or security.stream_url(settings.PUBLIC_BASE_URL)
+    url = url or signatures.stream_url(settings.PUBLIC_BASE_URL)
     signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url, {})
     return [(b"x-twilio-signature", signature.encode()), (b"host", b"line.example.com")]
 
 
 def start(call_sid: str = CALL, token: str | None = None, stream_sid: str = STREAM) -> dict:
     if token is None:
-        token = security.make_stream_token(
+        token = tokens.make_stream_token(
             settings.TWILIO_AUTH_TOKEN, call_sid, now=time.time(), ttl_s=60
         )
     return {
@@ -96,7 +96,7 @@ async def test_unsigned_upgrade_is_refused(app):
 
 
 async def test_signed_upgrade_without_trailing_slash_is_accepted(app):
-    url = security.stream_url(settings.PUBLIC_BASE_URL).rstrip("/")
+    url = signatures.stream_url(settings.PUBLIC_BASE_URL).rstrip("/")
     comm = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers(url))
     connected, _ = await comm.connect()
     assert connected
@@ -158,7 +158,7 @@ async def test_a_wrong_or_reused_token_closes_the_stream(app):
     assert closed["code"] == 4008  # 1008 (policy) in the range daphne lets an app send
     assert "token" in closed["reason"]
 
-    token = security.make_stream_token(settings.TWILIO_AUTH_TOKEN, "CA2", now=time.time(), ttl_s=60)
+    token = tokens.make_stream_token(settings.TWILIO_AUTH_TOKEN, "CA2", now=time.time(), ttl_s=60)
     first = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
     assert (await first.connect())[0]
     await first.send_to(text_data=json.dumps(start("CA2", token)))
@@ -181,7 +181,7 @@ async def test_a_second_stream_of_a_live_call_is_refused_whatever_its_token(app)
     await first.receive_from(timeout=2)  # the greeting is flowing: accepted
     for _ in range(3):
         await first.send_to(text_data=media(0))
-    later = security.make_stream_token(
+    later = tokens.make_stream_token(
         settings.TWILIO_AUTH_TOKEN, "CA3", now=time.time() + 5, ttl_s=60
     )
     second = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())
@@ -198,7 +198,7 @@ async def test_a_second_stream_of_a_live_call_is_refused_whatever_its_token(app)
     assert (call.stream_sid, call.frames_in, call.status) == (STREAM, 3, "ended")
     assert call_threads("CA3") == []
     # The call has ended: a stream with yet another fresh token is refused, and spends it.
-    again = security.make_stream_token(
+    again = tokens.make_stream_token(
         settings.TWILIO_AUTH_TOKEN, "CA3", now=time.time() + 10, ttl_s=60
     )
     third = WebsocketCommunicator(app, "/twilio/stream/", headers=signed_headers())

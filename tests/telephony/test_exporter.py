@@ -104,7 +104,7 @@ def test_the_endpoint_answers_metrics_and_passes_everything_else_on() -> None:
     assert asyncio.run(request(app, "/metrics", "127.0.0.1", method="HEAD")) == (200, b"")
     assert asyncio.run(request(app, "/metrics", "127.0.0.1", method="POST"))[0] == 405
     status, body = asyncio.run(request(app, "/metrics", "192.0.2.7"))
-    assert (status, body) == (403, b"forbidden: not_allowed (see README, Metrics)\n")
+    assert (status, body) == (403, b"forbidden: not_allowed (see docs/operations.md, Metrics)\n")
 
 
 def non_loopback_address() -> str | None:
@@ -156,6 +156,6 @@ def test_over_the_network_a_non_loopback_client_is_refused_by_default(settings) 
     app = MetricsEndpoint(passthrough)
     with serving(app, "0.0.0.0") as port:
         status, body = get(address, port)  # the peer address is `address`, not loopback
-        assert (status, body) == (403, b"forbidden: not_allowed (see README, Metrics)\n")
+        assert (status, body) == (403, b"forbidden: not_allowed (see docs/operations.md, Metrics)\n")
         assert get("127.0.0.1", port, {"X-Forwarded-For": address})[0] == 403
         assert get("127.0.0.1", port)[0] == 200

@@ -1,4 +1,4 @@
-"""Who may talk to the line: Twilio request signatures and the per-call stream token.
+"""The per-call stream token, and the record of spent ones.
 
 The token binds a media stream to the call whose webhook we answered: an HMAC of the CallSid and
 an expiry, keyed by the auth token, passed as a `<Parameter>` (Twilio's `<Stream url>` takes no
@@ -19,64 +19,16 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
-
-from twilio.request_validator import RequestValidator
 
 log = logging.getLogger(__name__)
 
-STREAM_PATH = "/twilio/stream/"
-# Twilio SIDs are two letters and 32 hex digits; anything printable and short is let through
-# (tests and tools use shorter ones), but never text that could break a log line or a row.
-_SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A stream token is `<expiry>.<digest>` written one way only: the expiry in decimal without
 # leading zeros (seconds since the epoch fit in 11 digits until the year 5138), the digest in
 # lower-case hex. The digest covers the expiry as a number, so "0170…" and "170…" carry the
 # same digest: any spelling but this one is refused, or it would be a second, unspent token.
 _TOKEN = re.compile(r"([1-9][0-9]{0,11})\.([0-9a-f]{64})")
-
-
-def stream_url(public_base_url: str) -> str:
-    """The WebSocket URL Twilio is told to open: wss:// for an https:// base, ws:// for http://."""
-    parts = urlsplit(public_base_url)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    return urlunsplit((scheme, parts.netloc, STREAM_PATH, "", ""))
-
-
-def public_url(public_base_url: str, path_with_query: str) -> str:
-    """The URL Twilio requested (and signed): our public origin plus the request's path."""
-    return public_base_url.rstrip("/") + path_with_query
-
-
-def _variants(url: str) -> Iterable[str]:
-    yield url
-    yield url[:-1] if url.endswith("/") else url + "/"
-
-
-def valid_signature(
-    auth_token: str, url: str, params: dict[str, str] | None, signature: str | None
-) -> bool:
-    """Check `X-Twilio-Signature` for `url`, with and without a trailing slash."""
-    if not signature:
-        return False
-    validator = RequestValidator(auth_token)
-    return any(validator.validate(u, params or {}, signature) for u in _variants(url))
-
-
-def header(scope_headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    """One header of an ASGI scope, decoded (names are lower-case in ASGI)."""
-    for key, value in scope_headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def valid_sid(value: str) -> bool:
-    """Whether `value` looks like a Twilio SID (letters, digits, `_` or `-`; at most 64)."""
-    return _SID.fullmatch(value) is not None
 
 
 def _digest(key: str, call_sid: str, expires: int) -> str:
@@ -250,28 +202,3 @@ def token_store() -> TokenStore:
         )
         _store_key = key
     return _store
-
-
-class TokenBucket:
-    """At most `burst` events at once and `rate_per_s` on average (a flood guard)."""
-
-    __slots__ = ("_clock", "_level", "_stamp", "burst", "rate_per_s")
-
-    def __init__(
-        self, rate_per_s: float, burst: float, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._clock = clock
-        self._level = burst
-        self._stamp = clock()
-
-    def take(self, n: float = 1.0) -> bool:
-        """Spend `n` events (one by default); False, and nothing spent, if the budget is short."""
-        now = self._clock()
-        self._level = min(self.burst, self._level + (now - self._stamp) * self.rate_per_s)
-        self._stamp = now
-        if self._level < n:
-            return False
-        self._level -= n
-        return True

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from telephony.security import RedisClients
+from telephony.security.tokens import RedisClients
 
 log = logging.getLogger(__name__)
 

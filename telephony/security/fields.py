@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from telephony.security import valid_sid
+from telephony.security.signatures import valid_sid
 
 # The calls table keeps a caller and a callee in 32 characters (`Call.from_number`; a test keeps
 # the two equal): an E.164 number is at most 16, a `client:` or `sip:` identity longer than this

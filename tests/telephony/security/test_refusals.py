@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from telephony.refusals import RefusalLog
+from telephony.security.refusals import RefusalLog
 from tests.helpers.clock import FakeClock
 
 

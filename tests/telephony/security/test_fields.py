@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from calls.models import Call
-from telephony import fields
+from telephony.security import fields
 
 SID = "CA" + "a" * 32
 GOOD = {

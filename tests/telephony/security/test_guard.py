@@ -9,7 +9,7 @@ import pytest
 from channels.testing import HttpCommunicator
 from twilio.request_validator import RequestValidator
 
-from telephony.guard import MAX_BODY_BYTES, TwilioWebhookGuard
+from telephony.security.guard import MAX_BODY_BYTES, TwilioWebhookGuard
 
 BASE = "https://line.example.com"
 KEY = "guard-key"

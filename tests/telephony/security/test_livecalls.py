@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from telephony.livecalls import CLAIMED, ENDED, LIVE, LiveCalls, RedisLiveCalls, live_calls
+from telephony.security.livecalls import CLAIMED, ENDED, LIVE, LiveCalls, RedisLiveCalls, live_calls
 from telephony.testing.server_process import free_port
 from tests.helpers.clock import FakeClock
 from tests.reliability.conftest import REDIS_HOST, REDIS_PORT, need

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telephony.pending import PendingStreams
+from telephony.security.pending import PendingStreams
 
 
 class Socket:

@@ -11,14 +11,20 @@ hands only signed requests on to Django, which checks them again (`telephony.vie
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.urls import reverse
 
-from telephony import security
-from telephony.views import refusals
+from telephony.security import signatures
+from telephony.security.refusals import RefusalLog
+
+log = logging.getLogger(__name__)
+
+# One refusal log for a webhook refused here or by the views behind Django (signature, fields).
+webhook_refusals = RefusalLog(log, "webhook")
 
 FORM = b"application/x-www-form-urlencoded"
 MAX_BODY_BYTES = 64 * 1024  # a Twilio webhook's form is a few hundred bytes
@@ -55,7 +61,7 @@ class TwilioWebhookGuard:
         body = await _read_body(receive, MAX_BODY_BYTES)
         client = (scope.get("client") or ("?",))[0]
         if body is None:
-            refusals.refused("body too large", f"{scope['path']} from {client}")
+            webhook_refusals.refused("body too large", f"{scope['path']} from {client}")
             return await _answer(send, 413, "request body too large")
         headers = dict(scope.get("headers") or ())
         params: dict[str, str] = {}
@@ -63,14 +69,14 @@ class TwilioWebhookGuard:
             try:
                 params = _form(body)
             except ValueError:  # more fields than Django itself would take
-                refusals.refused("too many form fields", f"{scope['path']} from {client}")
+                webhook_refusals.refused("too many form fields", f"{scope['path']} from {client}")
                 return await _answer(send, 400, "too many form fields")
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         query = scope.get("query_string", b"").decode("latin-1")
-        url = security.public_url(settings.PUBLIC_BASE_URL, path + ("?" + query if query else ""))
+        url = signatures.public_url(settings.PUBLIC_BASE_URL, path + ("?" + query if query else ""))
         signature = headers.get(b"x-twilio-signature", b"").decode("latin-1") or None
-        if not security.valid_signature(settings.TWILIO_AUTH_TOKEN, url, params, signature):
-            refusals.refused(
+        if not signatures.valid_signature(settings.TWILIO_AUTH_TOKEN, url, params, signature):
+            webhook_refusals.refused(
                 "invalid X-Twilio-Signature" if signature else "missing X-Twilio-Signature",
                 f"{scope['path']} from {client}",
             )
