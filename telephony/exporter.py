@@ -130,7 +130,9 @@ class MetricsEndpoint:
         why = self.access.refusal(client[0], headers)
         if why:
             self._refused(str(client[0]), why)
-            await _respond(send, 403, f"forbidden: {why} (see docs/operations.md, Metrics)\n".encode())
+            await _respond(
+                send, 403, f"forbidden: {why} (see docs/operations.md, Metrics)\n".encode()
+            )
             return
         accept = next((v.decode("latin-1") for k, v in headers if k.lower() == b"accept"), "")
         body, content_type = await asyncio.to_thread(render, self.registry, accept)

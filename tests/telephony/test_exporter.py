@@ -156,6 +156,9 @@ def test_over_the_network_a_non_loopback_client_is_refused_by_default(settings) 
     app = MetricsEndpoint(passthrough)
     with serving(app, "0.0.0.0") as port:
         status, body = get(address, port)  # the peer address is `address`, not loopback
-        assert (status, body) == (403, b"forbidden: not_allowed (see docs/operations.md, Metrics)\n")
+        assert (status, body) == (
+            403,
+            b"forbidden: not_allowed (see docs/operations.md, Metrics)\n",
+        )
         assert get("127.0.0.1", port, {"X-Forwarded-For": address})[0] == 403
         assert get("127.0.0.1", port)[0] == 200
