@@ -10,9 +10,11 @@ property tests in test_endpointing_properties.py check them under random recogni
    the end of speech (VAD hangover). For an utterance opened on the engine's word, any VAD speech
    frame, confirmed or not, and any engine hypothesis restart the timeout.
 3. An engine hypothesis that arrives before the VAD confirms speech belongs to the utterance the
-   VAD then confirms, not to a new one: the utterance opened on the engine's word is adopted by
-   the VAD (same number, its offset moved to where the speech began), and a result that began
-   after the speech did (one frame of slack) moves to the new utterance.
+   VAD then confirms, not to a new one: an utterance opened on the engine's word is adopted by
+   the VAD (same number, its offset moved to where the speech began); a result taken as the
+   last utterance's continuation that began with the speech (one frame of slack: webrtcvad may
+   flag speech a frame or two late) moves to the new utterance; and words a result adds while
+   the VAD hears speech it has not confirmed yet, or that came with it, wait for it.
 4. A repeated identical interim is not republished, but it is a sign of speech: for an
    utterance opened on the engine's word it restarts the local timeout. (For an utterance the
    VAD heard, the VAD alone says when speech is over: Google repeats interims until its final.)
@@ -20,12 +22,13 @@ property tests in test_endpointing_properties.py check them under random recogni
    differs, never a second FINAL; equal text publishes nothing.
 6. The engine's results (unnumbered hypotheses, between two of its finals) are matched to
    utterances in order. A split: a second result while the VAD still hears the utterance, or
-   within `engine_lag_ms` of its end with no newer speech, continues it, and the utterance's
-   text becomes the engine's finals joined (a REVISED). A merge: when an utterance has its
-   local FINAL, the VAD has opened the next, and the result's words go past that FINAL, the
-   words past it belong to the next utterance. So no word is lost or doubled across the call;
-   where the engine merged or split, the boundary between two utterances falls where the
-   earlier one's FINAL ended.
+   within `engine_lag_ms` of its end with no newer speech, continues it: the utterance's text
+   becomes the engine's finals joined (a REVISED). A merge: once the VAD has opened a later
+   utterance, the words of the open result past those its owner held then belong to the later
+   one (its partials, and its FINAL when the result's final comes; the owner is REVISED if the
+   engine rewrote its part). So no word is lost or doubled across the call; where the engine
+   merged, split or lagged, the boundary between two utterances falls where the engine's words
+   stood when the VAD heard the next one begin.
 
 Other rules:
 
@@ -105,6 +108,9 @@ class _Result:
     spans: list[tuple[_Utterance, int]]
     first_at: float  # clock of its first hypothesis
     words: list[str] = field(default_factory=list)  # its latest text
+    held: int = 0  # how many of its words the last utterance of `spans` holds
+    held_before: int = 0  # what it held before it last grew
+    grew_at: float | None = None  # clock when it last grew
 
 
 class Endpointer:
@@ -336,16 +342,26 @@ class Endpointer:
             self._vad_number = owner.number
             return owner
         utt = self._open(self._run_start_ms, now, by_engine=False)
-        if (
-            result is not None
-            and owner is not None
-            and owner.engine_final
-            and result.first_at >= self._run_start_at - ONSET_SLACK_MS / 1000
-        ):
+        if result is None or owner is None:
+            return utt
+        if owner.engine_final and result.first_at >= self._run_start_at - ONSET_SLACK_MS / 1000:
             # A result taken as the last utterance's continuation began with this speech: it is
             # this utterance's (its partials were dropped, as the last one has its FINAL).
             result.spans = [(utt, 0)]
-            self._partial(utt, " ".join(result.words), now)
+        else:
+            # A merge: the words the open result heard past its owner's are this speech's,
+            # counting those that came with it (the VAD may flag speech a frame or two late).
+            onset = self._run_start_at - ONSET_SLACK_MS / 1000
+            if result.grew_at is not None and result.grew_at >= onset and result.held_before:
+                result.held = result.held_before
+                if owner.finalized is None:
+                    start = result.spans[-1][1]
+                    owner.partial = " ".join(result.words[start : start + result.held])
+            self._move_on(result, result.words)
+        last, start = result.spans[-1]
+        if last is utt:
+            result.held = len(result.words) - start
+            self._partial(utt, " ".join(result.words[start:]), now)
         return utt
 
     def _add(self, utt: _Utterance) -> None:
@@ -380,6 +396,10 @@ class Endpointer:
             self._speaking.append(utt)
         return utt
 
+    @staticmethod
+    def _ended_by_vad(utt: _Utterance) -> bool:
+        return not utt.by_engine and utt.ended_at is not None
+
     def _sign_of_speech(self, utt: _Utterance, now: float) -> None:
         """Any engine word, a repeat too, restarts the timeout of an utterance the VAD never heard.
 
@@ -392,18 +412,25 @@ class Endpointer:
         """A hypothesis of the engine's open result (Google's); see "Attribution"."""
         words = text.split()
         result = self._result
+        if not words and (result is None or not is_final):
+            return  # empty text is no sign of speech: it opens nothing, and an interim says nothing
         if result is None:
-            if not words:
-                return  # empty text is no sign of speech: it opens nothing
             result = self._result = _Result([(self._new_result_owner(now), 0)], first_at=now)
-        if words or is_final:
-            result.words = words
-        self._move_on(result)
+        self._move_on(result, words)
+        result.words = words
         owner, start = result.spans[-1]
         if words:
             self._sign_of_speech(owner, now)
         if not is_final:
-            self._partial(owner, " ".join(words[start:]), now)
+            mine = words[start:]
+            if self._run and not self._speaking and self._ended_by_vad(owner) and result.held:
+                # Invariant 3: words past the owner's, heard while the VAD hears speech it has
+                # not confirmed yet, are that speech's: they wait for its utterance.
+                mine = mine[: result.held]
+            if len(mine) > result.held:
+                result.held_before, result.grew_at = result.held, now
+            result.held = len(mine)
+            self._partial(owner, " ".join(mine), now)
             return
         self._result = None
         self._engine_last = owner
@@ -448,19 +475,19 @@ class Endpointer:
             self._run_start_ms if self._run else self.position_ms, now, by_engine=True
         )
 
-    def _move_on(self, result: _Result) -> None:
-        """A merge: words past a local FINAL, once the VAD opened the next utterance, are its."""
+    def _move_on(self, result: _Result, words: list[str]) -> None:
+        """A merge: once the VAD opened a later utterance, words past the owner's are the later's.
+
+        The owner keeps the words it held when the later utterance began; it keeps them all
+        while it holds none yet (results come in order).
+        """
         while True:
             owner, start = result.spans[-1]
-            if owner.finalized != "local" or owner.final_text is None:
-                return
             later = [n for n in self._utterances if n > owner.number]
-            if not later:
+            if not later or result.held == 0 or len(words) - start <= result.held:
                 return
-            claimed = len(owner.final_text.split())
-            if len(result.words) - start <= claimed:
-                return
-            result.spans.append((self._utterances[min(later)], start + claimed))
+            result.spans.append((self._utterances[min(later)], start + result.held))
+            result.held = 0
 
     def _partial(self, utt: _Utterance, text: str, now: float) -> None:
         if not text or utt.finalized is not None:

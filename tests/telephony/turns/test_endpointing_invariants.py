@@ -52,7 +52,8 @@ def test_an_interim_before_the_vad_confirms_speech_joins_that_utterance(
     """Issue 12: the first interim 30 ms into speech, then the same text repeated.
 
     Before the fix it opened an utterance of its own, which got a local FINAL of its first word
-    330 ms after the caller began, while still speaking; the engine's final was a second FINAL.
+    350 ms after the caller began (30 + 320), while still speaking; the engine's final was a
+    second FINAL.
     """
     line = Line(min_speech_ms=60, hangover_ms=180, timeout_ms=320, tick_ms=20)
     line.feed([SILENCE] * 10)
@@ -234,3 +235,31 @@ def test_speech_the_engine_ignored_does_not_take_the_next_result() -> None:
     utterance(line, ["hello"])
     line.say("hello", final=True)
     assert after_speech(line) == [("final", "hello", 2)]
+
+
+@pytest.mark.parametrize("voiced_frames_before", [0, 1])
+def test_a_merged_word_heard_with_the_next_speech_waits_for_its_utterance(
+    voiced_frames_before: int,
+) -> None:
+    # The engine names the next utterance's first word 10 ms before the VAD heard a frame of it
+    # (0), or while the VAD has heard 20 ms of it, not enough to confirm (1): the word is the
+    # next utterance's, not more of the last one's, although no engine final came in between.
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["yes"])
+    line.feed([SILENCE] * 10)
+    line.feed([VOICE] * voiced_frames_before)
+    line.clock.advance_ms(10)
+    line.say("yes please")
+    utterance(line, ["yes please"])
+    line.wait(400)
+    line.say("yes please", final=True)
+    assert after_speech(line) == [
+        ("final", "yes", 1),
+        ("final", "please", 2),
+    ]
+    # Before the VAD heard anything (0) the partial could only go to utterance 1: partials are
+    # provisional, and its FINAL holds only its own word.
+    partials = [(e.text, e.utterance) for e in line.events if e.kind == "partial"]
+    assert partials[-1] == ("please", 2)
+    assert ("yes please", 1) not in partials or voiced_frames_before == 0
