@@ -814,12 +814,20 @@ def main() -> None:
     parser.add_argument("--stream-limit", type=float, default=305.0, help="seconds per stream")
     parser.add_argument("--audio-timeout", type=float, default=10.0, help="seconds without audio")
     parser.add_argument("--write-wav", help="write scripted caller audio the fake recognizes")
+    parser.add_argument(
+        "--timing-seed",
+        type=int,
+        help="answer the sample script on a network recognizer's timing drawn from this seed",
+    )
     args = parser.parse_args()
     if args.write_wav:
         write_ulaw_wav(args.write_wav, speak(SAMPLE_SCRIPT))
         print(f"caller audio: {args.write_wav} ({' | '.join(map(' '.join, SAMPLE_SCRIPT))})")
+    timing = None
+    if args.timing_seed is not None:
+        timing = TimingPlan.draw(spoken(SAMPLE_SCRIPT), args.timing_seed)
     server = FakeSpeechServer(
-        stream_limit_s=args.stream_limit, audio_timeout_s=args.audio_timeout
+        stream_limit_s=args.stream_limit, audio_timeout_s=args.audio_timeout, timing=timing
     ).start(args.port)
     print(f"fake Google Speech on {server.host} (GOOGLE_SPEECH_EMULATOR_HOST)", flush=True)
     server.serve_until_interrupted()
