@@ -24,7 +24,15 @@ from google.cloud import speech_v1 as speech
 from telephony.media.audio import FRAME_MS
 from telephony.stt.base import EventSink, Hypothesis, HypothesisSink, SttSession
 from telephony.stt.google.config import CATCH_UP_REQUEST_MS, MAX_SEGMENT_MS
-from telephony.stt.google.rules import Fault, backoff_delay, classify, describe, should_rotate
+from telephony.stt.google.rules import (
+    Fault,
+    backoff_delay,
+    classify,
+    describe,
+    made_room,
+    should_rotate,
+    trimmed_replay_ms,
+)
 from telephony.stt.google.single_request import SingleRequests
 from telephony.stt.google.timeline import (
     Segment,
@@ -55,6 +63,8 @@ class _Stream:
     sent: int = 0  # bytes taken for it, replay included
     replayed: int = 0  # bytes of replay it started with
     responses: int = 0
+    first_live_at: float | None = None  # clock() when it first took new audio
+    ended_at: float | None = None
     quiet: bool = True  # no interim since its last final: nobody is mid-sentence
     ended: bool = False
     error: BaseException | None = None
@@ -109,6 +119,8 @@ class GoogleSttSession(SttSession):
 
         self._timeline = Timeline(sample_bytes=cfg.sample_bytes, bytes_per_ms=cfg.bytes_per_ms)
         self._in_speech = False  # the local VAD's latest word: a quiet moment suits a rotation
+        # Longest replay a new stream gets: cut when Google ends a stream whose replay crowded it.
+        self._replay_cap_ms = float(cfg.replay_max_ms)
 
         self._endpoints = engine.endpoints()
         self._endpoint_index = 0
@@ -245,6 +257,8 @@ class GoogleSttSession(SttSession):
                     # Live audio goes one batch per request; a backlog goes in bigger requests.
                     limit = self._catch_up_frames if n > self._batch_frames else self._batch_frames
                     audio = self._take(min(n, limit))
+                    if stream.first_live_at is None:
+                        stream.first_live_at = self._clock()
                     stream.sent += len(audio)
                     self._count_request(len(audio))
                     return audio
@@ -258,11 +272,12 @@ class GoogleSttSession(SttSession):
     def _open_stream(self) -> _Stream:
         assert self._client is not None
         with self._lock:
-            start, replay, lost_ms = self._timeline.replay()
+            start, replay, lost_ms = self._timeline.replay(self._replay_cap_ms)
             if lost_ms:
                 log.warning(
-                    "call=%s replay capped: %.0f ms of unfinalized audio not replayed",
+                    "call=%s replay capped at %.0f ms: %.0f ms of unfinalized audio not replayed",
                     self.call_sid,
+                    self._replay_cap_ms,
                     lost_ms,
                 )
             stream = _Stream(
@@ -318,6 +333,7 @@ class GoogleSttSession(SttSession):
             error = exc
         with self._lock:
             stream.ended = True
+            stream.ended_at = self._clock()
             stream.error = error
             self._timeline.end(stream.span)
             if self._owner is stream:
@@ -367,14 +383,23 @@ class GoogleSttSession(SttSession):
                 stream.responses += 1
                 self._endpoint_served = True
                 interims = []
+                # Where the stream's audio stood as this arrived: all it can be about.
+                arrival_ms = (
+                    span.retired_at_ms
+                    if span.retired_at_ms is not None
+                    else span.start_ms + stream.sent / self._bpm
+                )
                 for result in response.results:
                     if result.is_final:
                         alt = result.alternatives[0] if result.alternatives else None
+                        # No result_end_time comes as zero: a final cannot end at its start.
+                        end = ms(result.result_end_time)
                         text = self._timeline.accept_final(
                             span,
                             alt.transcript if alt is not None else "",
-                            span.start_ms + ms(result.result_end_time),
+                            span.start_ms + end if end > 0 else None,
                             timed_words(alt.words, span.start_ms) if alt is not None else [],
+                            arrival_ms=arrival_ms,
                         )
                         if text:
                             out.append(Hypothesis(text, True))
@@ -427,7 +452,6 @@ class GoogleSttSession(SttSession):
 
     def _drive(self) -> None:
         failures = 0
-        wait_for_audio = False
         if not self._endpoints:
             self._endpoints = [self.config.endpoints[0]]
             self._enter_single_request("every endpoint refused streaming lately")
@@ -436,9 +460,6 @@ class GoogleSttSession(SttSession):
                 self._ensure_client()
                 self._pump(until=None)
                 return
-            if wait_for_audio and not self._wait_for_audio():
-                return
-            wait_for_audio = False
             if not self._ensure_client():
                 failures += 1
                 if not self._sleep(self._backoff(failures)):
@@ -451,15 +472,25 @@ class GoogleSttSession(SttSession):
             if outcome == "rotate":
                 self._retire(stream)
                 continue
-            if stream.responses:
+            with self._lock:
+                replayed_ms = stream.replayed / self._bpm
+                live_ms = (stream.sent - stream.replayed) / self._bpm
+                accepted = self._accepted_new_audio(stream)
+            # Only a stream that accepted new audio ends a run of failures: one that ended before
+            # accepting any (beyond its replay) is a failure, whatever it answered.
+            if accepted:
                 failures = 0
             fault = classify(stream.error)
             reason = describe(stream.error)
             if fault is Fault.DURATION:
-                with self._lock:
-                    self.rotations += 1
-                self._event("stt_rotation", f"stream {stream.index} ended by Google ({reason})")
-                continue
+                if made_room(live_ms):
+                    with self._lock:
+                        self.rotations += 1
+                    self._event("stt_rotation", f"stream {stream.index} ended by Google ({reason})")
+                    continue
+                # Ended for length before it took new audio: the same replay would end the next
+                # stream the same way, so it is cut, and the next stream waits.
+                self._trim_replay(stream, replayed_ms, live_ms)
             if fault is Fault.REFUSED and not self._endpoint_served:
                 self._fall_back(stream.endpoint, reason)
                 continue
@@ -467,9 +498,11 @@ class GoogleSttSession(SttSession):
             with self._lock:
                 self.reconnects += 1
             self._event("stt_reconnect", f"stream {stream.index}: {reason} (attempt {failures})")
-            if fault is Fault.AUDIO_TIMEOUT:
-                wait_for_audio = True  # a new stream now would time out the same way
-                continue
+            # After an audio timeout a new stream now would time out the same way: wait for
+            # audio, then back off as for any failure (a server that times out at once must not
+            # get a stream per frame).
+            if fault is Fault.AUDIO_TIMEOUT and not self._wait_for_audio():
+                return
             delay = self._backoff(failures)
             if failures >= self.config.max_failures:
                 # Streaming cannot be had for now: VAD-cut utterances go to `recognize`
@@ -481,6 +514,27 @@ class GoogleSttSession(SttSession):
                 self._pump(until=self._clock() + delay)
             elif not self._sleep(delay):
                 return
+
+    def _accepted_new_audio(self, stream: _Stream) -> bool:
+        """Tell whether the ended stream accepted new audio (lock held).
+
+        gRPC takes requests ahead of the server: a stream the server ends at once may have taken
+        a backlog from the queue all the same. It counts only if the stream was still open a
+        batch period after it first took new audio.
+        """
+        if stream.first_live_at is None or stream.ended_at is None:
+            return False
+        return stream.ended_at - stream.first_live_at >= self.config.batch_ms / 1000
+
+    def _trim_replay(self, stream: _Stream, replayed_ms: float, live_ms: float) -> None:
+        cap_ms = trimmed_replay_ms(self._replay_cap_ms, replayed_ms)
+        if cap_ms < self._replay_cap_ms:
+            self._replay_cap_ms = cap_ms
+            self._event(
+                "stt_replay_trimmed",
+                f"stream {stream.index} ended for length after {replayed_ms:.0f} ms of replay "
+                f"and {live_ms:.0f} ms of new audio; replays now at most {cap_ms:.0f} ms",
+            )
 
     def _backoff(self, failures: int) -> float:
         cfg = self.config

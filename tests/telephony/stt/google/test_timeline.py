@@ -123,6 +123,24 @@ def test_history_is_trimmed_and_a_capped_replay_says_what_it_lost() -> None:
     assert lost_ms == start / BPM  # nothing is final: all that was trimmed is lost to the replay
 
 
+def test_a_replay_is_capped_to_the_newest_audio_and_says_what_it_lost() -> None:
+    timeline = mulaw_timeline()
+    timeline.take(frames(0, 100), keep_ms=20_000)  # 2 s taken, nothing final
+    start, replay, lost_ms = timeline.replay(max_ms=500)
+    assert start == timeline.taken - 500 * BPM
+    assert replay == b"".join(f for _seq, f in frames(0, 100))[start:]
+    assert lost_ms == 1500
+    assert timeline.replay(max_ms=0)[1] == b""  # an empty replay, never a negative one
+    assert timeline.replay(max_ms=5_000)[0] == 0  # a cap longer than the backlog changes nothing
+
+
+def test_a_capped_linear16_replay_starts_on_a_sample() -> None:
+    timeline = Timeline(sample_bytes=2, bytes_per_ms=16)
+    timeline.take(frames(0, 10), keep_ms=20_000)
+    start, _replay, _lost = timeline.replay(max_ms=100.03)
+    assert start % 2 == 0
+
+
 def test_history_is_trimmed_in_steps_not_every_frame() -> None:
     timeline = mulaw_timeline()
     timeline.take(frames(0, 20), keep_ms=100)  # 3200 bytes: 2400 over, under the slack
@@ -137,7 +155,11 @@ def test_a_new_stream_replays_from_the_cut() -> None:
     span = timeline.open_span(0)
     assert (
         timeline.accept_final(
-            span, "שלום אני", 1200.0, words(("שלום", 300, 500), ("אני", 560, 760))
+            span,
+            "שלום אני",
+            1200.0,
+            words(("שלום", 300, 500), ("אני", 560, 760)),
+            arrival_ms=1200.0,
         )
         == "שלום אני"
     )
@@ -151,7 +173,12 @@ def test_a_rotation_publishes_each_word_once() -> None:
     timeline = mulaw_timeline()
     timeline.take(frames(0, 100), keep_ms=20_000)
     old = timeline.open_span(0)
-    assert timeline.accept_final(old, "a b", 900.0, words(("a", 0, 200), ("b", 260, 460))) == "a b"
+    assert (
+        timeline.accept_final(
+            old, "a b", 900.0, words(("a", 0, 200), ("b", 260, 460)), arrival_ms=900.0
+        )
+        == "a b"
+    )
     # Rotation at 1400 ms: the next stream replays from the cut (900 ms); the old one is let go.
     new = timeline.open_span(timeline.cut_offset())
     assert new.start_ms == 900.0
@@ -159,29 +186,32 @@ def test_a_rotation_publishes_each_word_once() -> None:
     # The old stream's last final on half-close: "d" ends within TRUNCATION_GUARD_MS of its
     # cut-off, so it may have been cut off mid-word: it is left to the new stream.
     heard = words(("c", 1000, 1150), ("d", 1180, 1400 - TRUNCATION_GUARD_MS + 20))
-    assert timeline.accept_final(old, "c d", 1400.0, heard) == "c"
+    assert timeline.accept_final(old, "c d", 1400.0, heard, arrival_ms=1400.0) == "c"
     assert timeline.cut_ms == 1150.0  # up to its last kept word, not its end
     # The new stream heard "c" too: its interims skip it, and its final keeps only "d".
     assert timeline.interim(new, ["c d"]) == "d"
     assert timeline.interim(new, ["c"]) == ""
     assert timeline.interim(new, ["x d"]) == ""  # cannot tell new words from published: wait
-    assert timeline.accept_final(new, "c d", 1600.0, heard) == "d"
+    assert timeline.accept_final(new, "c d", 1600.0, heard, arrival_ms=1600.0) == "d"
     assert timeline.cut_ms == 1600.0
     assert new.known == []
     assert timeline.finals == 3
 
 
-def test_a_retired_stream_publishes_no_interim_and_hears_no_published_words() -> None:
+def test_a_retired_stream_publishes_no_interim_and_learns_what_it_heard_too() -> None:
     timeline = mulaw_timeline()
     old = timeline.open_span(0)
     timeline.retire(old, 1000.0)
     new = timeline.open_span(0)
     assert timeline.interim(old, ["a"]) == ""
-    timeline.accept_final(new, "a", 400.0, words(("a", 100, 300)))
-    assert old.known == []
+    timeline.accept_final(new, "a", 400.0, words(("a", 100, 300)), arrival_ms=400.0)
+    timeline.accept_final(new, "z", 1400.0, words(("z", 1100, 1300)), arrival_ms=1400.0)
+    # Its last final may come with no time: "a" (before it was let go) is told apart by text.
+    assert old.known == words(("a", 100, 300))
+    assert timeline.accept_final(old, "a", None, [], arrival_ms=1000.0) == ""
     ended = timeline.open_span(0)
     timeline.end(ended)
-    timeline.accept_final(new, "b", 800.0, words(("b", 500, 700)))
+    timeline.accept_final(new, "b", 800.0, words(("b", 500, 700)), arrival_ms=800.0)
     assert ended.known == []
 
 
@@ -191,25 +221,72 @@ def test_an_interim_is_published_once_until_a_final_comes() -> None:
     assert timeline.interim(span, ["שלום"]) == "שלום"
     assert timeline.interim(span, [" שלום "]) == ""  # the same text again
     assert timeline.interim(span, ["שלום", "אני"]) == "שלום אני"
-    timeline.accept_final(span, "שלום אני", 900.0, words(("שלום", 0, 200), ("אני", 260, 460)))
+    timeline.accept_final(
+        span, "שלום אני", 900.0, words(("שלום", 0, 200), ("אני", 260, 460)), arrival_ms=900.0
+    )
     assert timeline.interim(span, ["שלום אני"]) == "שלום אני"  # a new utterance may repeat it
 
 
 def test_a_final_without_word_times_is_all_or_nothing() -> None:
     timeline = mulaw_timeline()
     span = timeline.open_span(0)
-    assert timeline.accept_final(span, " שלום ", 500.0, []) == "שלום"
-    assert timeline.accept_final(span, "שלום", 500.0, []) == ""  # ends where the cut is: old
-    assert timeline.accept_final(span, "", 900.0, []) == ""
+    other = timeline.open_span(0)  # another stream that heard the same audio
+    assert timeline.accept_final(span, " שלום ", 500.0, [], arrival_ms=500.0) == "שלום"
+    # It ends where the other stream's cut is: old. (A stream never repeats its own finals.)
+    assert timeline.accept_final(other, "שלום", 500.0, [], arrival_ms=500.0) == ""
+    assert timeline.accept_final(span, "", 900.0, [], arrival_ms=900.0) == ""
     assert timeline.cut_ms == 500.0
-    assert timeline.accept_final(span, "תור", 900.0, []) == "תור"
+    assert timeline.accept_final(span, "תור", 900.0, [], arrival_ms=900.0) == "תור"
     assert timeline.cut_ms == 900.0
+
+
+def test_a_final_without_any_time_is_kept_and_placed_by_its_arrival() -> None:
+    # Issue 12: a final with no result_end_time and no word offsets was placed at its stream's
+    # start, which is at or before the cut: dropped without a trace.
+    timeline = mulaw_timeline()
+    timeline.take(frames(0, 100), keep_ms=20_000)
+    span = timeline.open_span(0)
+    assert timeline.accept_final(span, "שלום אני", None, [], arrival_ms=1600.0) == "שלום אני"
+    assert timeline.cut_ms == 1600.0  # placed where the stream's audio stood when it came
+    assert timeline.finals == 1
+    assert timeline.accept_final(span, "תור", None, [], arrival_ms=1600.0) == "תור"  # kept
+    # A stream that replays from the cut: its bare final is kept too.
+    later = timeline.open_span(timeline.cut_offset())
+    assert timeline.accept_final(later, "מחר", None, [], arrival_ms=2000.0) == "מחר"
+
+
+def test_a_bare_final_skips_words_another_stream_published_from_the_same_audio() -> None:
+    timeline = mulaw_timeline()
+    old = timeline.open_span(0)
+    new = timeline.open_span(0)  # a rotation: the new stream replays what the old one heard
+    timeline.retire(old, 1400.0)
+    assert timeline.accept_final(old, "a b", None, [], arrival_ms=1400.0) == "a b"
+    # The new stream heard "a b" again and then "c": only "c" is new.
+    assert timeline.accept_final(new, "a b c", None, [], arrival_ms=2000.0) == "c"
+    assert timeline.cut_ms == 2000.0
+
+
+def test_a_stream_s_own_cut_never_drops_its_next_words() -> None:
+    # Issue 12 (split finals): a final with no time is placed at the end of the utterance the VAD
+    # heard, past words the same stream finalizes next; they are not old, they are the rest.
+    timeline = mulaw_timeline()
+    timeline.mark("start", 1, 10)
+    timeline.mark("end", 1, 80)
+    timeline.take(frames(0, 120), keep_ms=20_000)
+    span = timeline.open_span(0)
+    assert timeline.accept_final(span, "a b", None, [], arrival_ms=2300.0) == "a b"
+    assert timeline.cut_ms == 80 * FRAME / BPM
+    rest = words(("c", 1200, 1340))
+    assert timeline.accept_final(span, "c", None, rest, arrival_ms=2400.0) == "c"
+    # Another stream that heard "c" too drops it by time.
+    other = timeline.open_span(0)
+    assert timeline.accept_final(other, "c", None, rest, arrival_ms=2500.0) == ""
 
 
 def test_a_single_request_drops_words_a_stream_already_published() -> None:
     timeline = mulaw_timeline()
     span = timeline.open_span(0)
-    timeline.accept_final(span, "a", 400.0, words(("a", 100, 300)))
+    timeline.accept_final(span, "a", 400.0, words(("a", 100, 300)), arrival_ms=400.0)
     heard = words(("a", 100, 300), ("b", 360, 560))
     assert timeline.accept_recognized(heard, ["a b"], 900.0) == "b"
     assert timeline.cut_ms == 900.0
