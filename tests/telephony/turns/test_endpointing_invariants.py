@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from telephony.media.audio import SILENCE_FRAME
+from tests.helpers.endpointer import Line
 from tests.helpers.speech import VOICE
-from tests.telephony.turns.test_endpointing import Line
 
 SILENCE = SILENCE_FRAME
 

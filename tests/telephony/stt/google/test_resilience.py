@@ -77,10 +77,12 @@ def test_streams_google_ends_at_once_wait_for_a_backoff(
             time.sleep(0.1)
             assert len(server.streams) == 1
             # Past it, one more stream (which fails too and waits 0.5 s): steps, as the driver
-            # may have read the clock for its deadline a moment late.
+            # may have read the clock for its deadline a moment late. Each step waits long
+            # enough (real time, on a loaded machine) for that stream to open and end before
+            # time moves again: moved while it is open, the clock would give it a lifetime.
             for _ in range(10):
                 clock.advance(0.05)
-                if wait_until(lambda: len(server.streams) == 2, timeout_s=0.2):
+                if wait_until(lambda: len(server.streams) == 2, timeout_s=1.5):
                     break
             time.sleep(0.1)
             assert len(server.streams) == 2
