@@ -3,9 +3,11 @@
 `write` only queues. Threads, all named after the call: `stt-<sid>` (the driver) runs the
 streams in turn; `stt-s<k>-<sid>` reads stream k's responses; `stt-recognize-<sid>` makes the
 single requests when streaming cannot be had (`single_request`). gRPC reads each stream's request
-generator in a thread of its own; a generator returns as soon as its stream stops owning the
-queue. A retired stream is half-closed and read until Google closes it (its last final comes
-then), while the next one replays what is not final yet (`timeline`).
+generator in a thread of its own (named `stt-q<k>-<sid>` at the OS level once it starts); a
+generator returns as soon as its stream stops owning the queue (benchmarks sort the threads' CPU
+by these OS names: `top -H`, /proc). A retired stream is half-closed and read until Google
+closes it (its last final comes then), while the next one replays what is not final yet
+(`timeline`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from google.api_core import exceptions as core_exceptions
 from google.cloud import speech_v1 as speech
 
 from telephony.media.audio import FRAME_MS
+from telephony.process.osthread import name_this_thread
 from telephony.stt.base import EventSink, Hypothesis, HypothesisSink, SttSession
 from telephony.stt.google.config import CATCH_UP_REQUEST_MS, MAX_SEGMENT_MS
 from telephony.stt.google.rules import Fault, backoff_delay, classify, describe, should_rotate
@@ -209,6 +212,7 @@ class GoogleSttSession(SttSession):
 
     def _requests(self, stream: _Stream) -> Iterator[speech.StreamingRecognizeRequest]:
         """Yield the replay, then live audio in BATCH_MS batches, until the stream is let go."""
+        name_this_thread(f"stt-q{stream.index}-{self.call_sid}")  # gRPC's thread, ours to name
         replay, stream.replay = stream.replay, b""
         step = self.config.catch_up_bytes
         for i in range(0, len(replay), step):
@@ -299,6 +303,7 @@ class GoogleSttSession(SttSession):
 
     def _read(self, stream: _Stream) -> None:
         """Read one stream's responses until Google (or a hard stop) ends it."""
+        name_this_thread(f"stt-s{stream.index}-{self.call_sid}")
         error: BaseException | None = None
         try:
             responses = stream.client.streaming_recognize(
@@ -419,6 +424,7 @@ class GoogleSttSession(SttSession):
     # --- the driver -----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        name_this_thread(f"stt-{self.call_sid}")
         try:
             self._drive()
         except Exception as exc:
