@@ -229,7 +229,8 @@ def run_trial(engine: str, n: int, args: argparse.Namespace, round_: int = 0) ->
         with common.start_gonogo(args, server, database, *options) as gonogo:
             # Steady window: after start-up, ramp and the first seconds; before the hang-ups.
             time.sleep(3.0 + ramp + 1.0)
-            window_s = max(1.0, args.seconds - 3.0)
+            # Ends a few seconds before the first hang-up: threads still alive for --profile.
+            window_s = max(1.0, args.seconds - 6.0)
             meter.begin(), fake_meter.begin()
             threads0 = common.thread_cpu(pid) if args.profile else {}
             path = f"{args.profile}.{engine}.{n}.{round_}"

@@ -434,9 +434,9 @@ def profile_summary(path: str, top: int = 12) -> str:
     total = 0
     with open(path) as f:
         for line in f:
-            stack, _, count = line.rstrip().rpartition(" ")
-            if not stack:
-                continue
+            stack, _, count = line.strip("\0").rstrip().rpartition(" ")
+            if not stack or not count.isdigit():
+                continue  # py-spy's file can carry a torn line where it was stopped
             n = int(count)
             frames = stack.split(";")
             total += n
