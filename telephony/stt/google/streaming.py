@@ -149,7 +149,11 @@ class GoogleSttSession(SttSession):
                 self._queue.popleft()
                 self.frames_dropped += 1
             self._queue.append((seq, frame))
-            self._audio.notify_all()
+            # Wake whoever takes frames once a batch is ready, not for every frame: a taker
+            # woken by a lone frame only waits again (half of all its wake-ups at 40 ms). A lone
+            # frame still goes: the taker's own timeout sends it when its partner is late.
+            if len(self._queue) >= self._batch_frames:
+                self._audio.notify_all()
 
     def speech_started(self, utterance: int) -> None:
         """Note where the local VAD heard speech begin (the frame about to be written)."""
@@ -257,7 +261,9 @@ class GoogleSttSession(SttSession):
                 if n and waiting_since is None:
                     # Half a batch: send it anyway if the next frame is late (no final waits).
                     waiting_since = self._clock()
-                self._audio.wait(timeout=batch_s if n else 0.5)
+                # Writes wake us per batch, not per frame: a frame that came alone is seen
+                # by this timeout, and goes within two more (a stalled RX side, a hang-up).
+                self._audio.wait(timeout=batch_s if n else lone_wait_s)
 
     def _open_stream(self) -> _Stream:
         assert self._client is not None

@@ -75,6 +75,22 @@ def test_requests_are_40_ms_batches_at_the_frame_cadence(server: FakeSpeechServe
     assert 0.030 <= statistics.median(gaps) <= 0.050
 
 
+def test_a_lone_last_frame_goes_when_its_partner_never_comes(server: FakeSpeechServer) -> None:
+    # Writes wake the sender once per batch; a frame left alone must still go, without close.
+    sink = Collector()
+    session = open_session([server.host], sink)
+    play(session, bytes([SILENCE]) * 160 * 3, speed=1.0)  # one batch and a lone frame
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and (
+        not server.streams or sum(server.streams[0].request_sizes) < 480
+    ):
+        time.sleep(0.01)
+    sizes = list(server.streams[0].request_sizes)
+    session.close(timeout=1.0)
+    assert sizes == [320, 160]
+    assert session.frames_in == session.frames_written == 3
+
+
 def test_linear16_encoding_decodes_the_frames_first(server: FakeSpeechServer) -> None:
     sink = Collector()
     session = open_session([server.host], sink, encoding="LINEAR16")
