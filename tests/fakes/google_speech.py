@@ -4,7 +4,9 @@ It holds to Google's rules where the product depends on them:
 - a stream's first request carries only `streaming_config`, later ones only audio, and no request
   more than `max_request_bytes` of audio (INVALID_ARGUMENT otherwise);
 - a stream lives at most `stream_limit_s` (OUT_OF_RANGE "Exceeded maximum allowed stream
-  duration"), and `audio_timeout_s` without audio ends it (OUT_OF_RANGE "Audio Timeout Error");
+  duration"), or holds at most `stream_audio_limit_s` of audio when set (the same status: a
+  replayed backlog counts), and `audio_timeout_s` without audio ends it (OUT_OF_RANGE "Audio
+  Timeout Error");
 - half-close finalizes what was heard, then the stream ends OK; a stream ended by an error loses
   what it had not finalized;
 - languages and models it does not serve are refused with INVALID_ARGUMENT;
@@ -235,6 +237,7 @@ class FakeSpeechServer(LoopbackGrpcServer):
         self,
         *,
         stream_limit_s: float = 305.0,
+        stream_audio_limit_s: float | None = None,
         audio_timeout_s: float = 10.0,
         endpoint_ms: int = 500,
         min_word_ms: int = 60,
@@ -246,6 +249,7 @@ class FakeSpeechServer(LoopbackGrpcServer):
     ) -> None:
         super().__init__()
         self.stream_limit_s = stream_limit_s
+        self.stream_audio_limit_s = stream_audio_limit_s
         self.audio_timeout_s = audio_timeout_s
         self.endpoint_ms = endpoint_ms
         self.min_word_ms = min_word_ms
@@ -400,6 +404,9 @@ class FakeSpeechServer(LoopbackGrpcServer):
             log.request_sizes.append(len(request.audio_content))
             log.request_times.append(time.monotonic())
             log.audio += audio
+            limit_s = self.stream_audio_limit_s
+            if limit_s is not None and log.audio_ms > limit_s * 1000:
+                raise _Abort(grpc.StatusCode.OUT_OF_RANGE, DURATION_DETAILS.format(limit=limit_s))
             if fault is not None and log.audio_ms >= fault.after_audio_ms:
                 self._fault(log, fault)
             results = decoder.feed(audio)

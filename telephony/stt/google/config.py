@@ -38,6 +38,9 @@ class GoogleSttConfig:
             raise ValueError(f"encoding must be MULAW or LINEAR16, not {self.encoding!r}")
         if self.batch_ms < FRAME_MS or self.catch_up_bytes > MAX_REQUEST_BYTES:
             raise ValueError("batch and catch-up requests must hold 20 ms to 25 KB of audio")
+        # Zero would let the driver open streams without ever waiting: a hot loop.
+        if self.rotate_s <= 0 or self.backoff_s <= 0 or self.backoff_max_s < self.backoff_s:
+            raise ValueError("rotate_s and backoff_s must be positive, backoff_max_s >= backoff_s")
 
     @classmethod
     def from_settings(cls) -> GoogleSttConfig:

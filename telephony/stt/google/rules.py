@@ -8,6 +8,12 @@ from collections.abc import Callable
 import grpc
 
 SOFT_ROTATION = 0.8  # past this share of the rotation age, rotate at the first quiet moment
+# A stream Google ended for length is a rotation only if it took at least this much new audio;
+# sooner, the server ends streams as fast as they open and the next one must wait a backoff.
+MIN_LIVE_MS_BEFORE_LENGTH_END = 500
+# A replay that crowded a stream Google ended for length is cut to this share of itself, so the
+# next stream has more room for new audio (halving again each time it still does not fit).
+REPLAY_SHARE_AFTER_LENGTH_END = 0.5
 
 # Codes meaning "this endpoint will not serve this request", as opposed to "try again".
 REFUSAL_CODES = frozenset(
@@ -54,6 +60,27 @@ def describe(error: BaseException | None) -> str:
     code = getattr(error, "grpc_status_code", None)
     message = getattr(error, "message", None) or str(error)
     return f"{code.name}: {message}" if code is not None else f"{type(error).__name__}: {message}"
+
+
+def made_room(live_ms: float) -> bool:
+    """Tell whether a stream Google ended for length had room for new audio (a rotation).
+
+    It had if it took at least MIN_LIVE_MS_BEFORE_LENGTH_END of new audio; otherwise its replay
+    did not fit, or the server ends streams at once, and opening the next stream at once would
+    loop: it counts as a failure.
+    """
+    return live_ms >= MIN_LIVE_MS_BEFORE_LENGTH_END
+
+
+def trimmed_replay_ms(cap_ms: float, replayed_ms: float) -> float:
+    """Return the replay cap after Google ended for length a stream that made no room.
+
+    Its replay of `replayed_ms` did not leave room for new audio: later replays get a share of
+    it. A stream with no replay says nothing about replays: the cap stays.
+    """
+    if replayed_ms <= 0:
+        return cap_ms
+    return min(cap_ms, replayed_ms * REPLAY_SHARE_AFTER_LENGTH_END)
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float, rand: Callable[[], float]) -> float:

@@ -27,7 +27,15 @@ from telephony.media.audio import FRAME_MS
 from telephony.process.osthread import name_this_thread
 from telephony.stt.base import EventSink, Hypothesis, HypothesisSink, SttSession
 from telephony.stt.google.config import CATCH_UP_REQUEST_MS, MAX_SEGMENT_MS
-from telephony.stt.google.rules import Fault, backoff_delay, classify, describe, should_rotate
+from telephony.stt.google.rules import (
+    Fault,
+    backoff_delay,
+    classify,
+    describe,
+    made_room,
+    should_rotate,
+    trimmed_replay_ms,
+)
 from telephony.stt.google.single_request import SingleRequests
 from telephony.stt.google.timeline import (
     Segment,
@@ -58,6 +66,8 @@ class _Stream:
     sent: int = 0  # bytes taken for it, replay included
     replayed: int = 0  # bytes of replay it started with
     responses: int = 0
+    first_live_at: float | None = None  # clock() when it first took new audio
+    ended_at: float | None = None
     quiet: bool = True  # no interim since its last final: nobody is mid-sentence
     ended: bool = False
     error: BaseException | None = None
@@ -112,6 +122,8 @@ class GoogleSttSession(SttSession):
 
         self._timeline = Timeline(sample_bytes=cfg.sample_bytes, bytes_per_ms=cfg.bytes_per_ms)
         self._in_speech = False  # the local VAD's latest word: a quiet moment suits a rotation
+        # Longest replay a new stream gets: cut when Google ends a stream whose replay crowded it.
+        self._replay_cap_ms = float(cfg.replay_max_ms)
 
         self._endpoints = engine.endpoints()
         self._endpoint_index = 0
@@ -253,6 +265,8 @@ class GoogleSttSession(SttSession):
                     # Live audio goes one batch per request; a backlog goes in bigger requests.
                     limit = self._catch_up_frames if n > self._batch_frames else self._batch_frames
                     audio = self._take(min(n, limit))
+                    if stream.first_live_at is None:
+                        stream.first_live_at = self._clock()
                     stream.sent += len(audio)
                     self._count_request(len(audio))
                     return audio
@@ -268,11 +282,12 @@ class GoogleSttSession(SttSession):
     def _open_stream(self) -> _Stream:
         assert self._client is not None
         with self._lock:
-            start, replay, lost_ms = self._timeline.replay()
+            start, replay, lost_ms = self._timeline.replay(self._replay_cap_ms)
             if lost_ms:
                 log.warning(
-                    "call=%s replay capped: %.0f ms of unfinalized audio not replayed",
+                    "call=%s replay capped at %.0f ms: %.0f ms of unfinalized audio not replayed",
                     self.call_sid,
+                    self._replay_cap_ms,
                     lost_ms,
                 )
             stream = _Stream(
@@ -329,6 +344,7 @@ class GoogleSttSession(SttSession):
             error = exc
         with self._lock:
             stream.ended = True
+            stream.ended_at = self._clock()
             stream.error = error
             self._timeline.end(stream.span)
             if self._owner is stream:
@@ -439,7 +455,6 @@ class GoogleSttSession(SttSession):
 
     def _drive(self) -> None:
         failures = 0
-        wait_for_audio = False
         if not self._endpoints:
             self._endpoints = [self.config.endpoints[0]]
             self._enter_single_request("every endpoint refused streaming lately")
@@ -448,9 +463,6 @@ class GoogleSttSession(SttSession):
                 self._ensure_client()
                 self._pump(until=None)
                 return
-            if wait_for_audio and not self._wait_for_audio():
-                return
-            wait_for_audio = False
             if not self._ensure_client():
                 failures += 1
                 if not self._sleep(self._backoff(failures)):
@@ -463,15 +475,25 @@ class GoogleSttSession(SttSession):
             if outcome == "rotate":
                 self._retire(stream)
                 continue
-            if stream.responses:
+            with self._lock:
+                replayed_ms = stream.replayed / self._bpm
+                live_ms = (stream.sent - stream.replayed) / self._bpm
+                accepted = self._accepted_new_audio(stream)
+            # Only a stream that accepted new audio ends a run of failures: one that ended before
+            # accepting any (beyond its replay) is a failure, whatever it answered.
+            if accepted:
                 failures = 0
             fault = classify(stream.error)
             reason = describe(stream.error)
             if fault is Fault.DURATION:
-                with self._lock:
-                    self.rotations += 1
-                self._event("stt_rotation", f"stream {stream.index} ended by Google ({reason})")
-                continue
+                if made_room(live_ms):
+                    with self._lock:
+                        self.rotations += 1
+                    self._event("stt_rotation", f"stream {stream.index} ended by Google ({reason})")
+                    continue
+                # Ended for length before it took new audio: the same replay would end the next
+                # stream the same way, so it is cut, and the next stream waits.
+                self._trim_replay(stream, replayed_ms, live_ms)
             if fault is Fault.REFUSED and not self._endpoint_served:
                 self._fall_back(stream.endpoint, reason)
                 continue
@@ -479,9 +501,11 @@ class GoogleSttSession(SttSession):
             with self._lock:
                 self.reconnects += 1
             self._event("stt_reconnect", f"stream {stream.index}: {reason} (attempt {failures})")
-            if fault is Fault.AUDIO_TIMEOUT:
-                wait_for_audio = True  # a new stream now would time out the same way
-                continue
+            # After an audio timeout a new stream now would time out the same way: wait for
+            # audio, then back off as for any failure (a server that times out at once must not
+            # get a stream per frame).
+            if fault is Fault.AUDIO_TIMEOUT and not self._wait_for_audio():
+                return
             delay = self._backoff(failures)
             if failures >= self.config.max_failures:
                 # Streaming cannot be had for now: VAD-cut utterances go to `recognize`
@@ -493,6 +517,27 @@ class GoogleSttSession(SttSession):
                 self._pump(until=self._clock() + delay)
             elif not self._sleep(delay):
                 return
+
+    def _accepted_new_audio(self, stream: _Stream) -> bool:
+        """Tell whether the ended stream accepted new audio (lock held).
+
+        gRPC takes requests ahead of the server: a stream the server ends at once may have taken
+        a backlog from the queue all the same. It counts only if the stream was still open a
+        batch period after it first took new audio.
+        """
+        if stream.first_live_at is None or stream.ended_at is None:
+            return False
+        return stream.ended_at - stream.first_live_at >= self.config.batch_ms / 1000
+
+    def _trim_replay(self, stream: _Stream, replayed_ms: float, live_ms: float) -> None:
+        cap_ms = trimmed_replay_ms(self._replay_cap_ms, replayed_ms)
+        if cap_ms < self._replay_cap_ms:
+            self._replay_cap_ms = cap_ms
+            self._event(
+                "stt_replay_trimmed",
+                f"stream {stream.index} ended for length after {replayed_ms:.0f} ms of replay "
+                f"and {live_ms:.0f} ms of new audio; replays now at most {cap_ms:.0f} ms",
+            )
 
     def _backoff(self, failures: int) -> float:
         cfg = self.config

@@ -159,12 +159,17 @@ class Timeline:
         offset = int(self.cut_ms * self.bytes_per_ms) // self.sample_bytes * self.sample_bytes
         return min(max(offset, self.hist_base), self.taken)
 
-    def replay(self) -> tuple[int, bytes, float]:
+    def replay(self, max_ms: float | None = None) -> tuple[int, bytes, float]:
         """Return where a new stream starts, the audio it replays, and the ms it cannot replay.
 
-        It starts at the cut; unfinalized audio older than the kept history is lost to it.
+        It starts at the cut; unfinalized audio older than the kept history, or than `max_ms`
+        before what is taken (a replay must fit in a stream), is lost to it.
         """
         start = self.cut_offset()
+        if max_ms is not None:
+            newest = self.taken - int(max_ms * self.bytes_per_ms)
+            newest += -newest % self.sample_bytes  # up to a sample boundary
+            start = min(max(start, newest), self.taken)
         lost_ms = 0.0
         if start > int(self.cut_ms * self.bytes_per_ms) + self.sample_bytes:
             lost_ms = start / self.bytes_per_ms - self.cut_ms

@@ -11,10 +11,18 @@ from tests.fakes.google_speech import Collector
 
 
 def fake_engine(
-    hosts: list[str], *, rand: Callable[[], float] | None = None, **config: object
+    hosts: list[str],
+    *,
+    rand: Callable[[], float] | None = None,
+    clock: Callable[[], float] | None = None,
+    **config: object,
 ) -> GoogleSttEngine:
     """Build an engine on the fake servers at `hosts` (plaintext, anonymous credentials)."""
-    options = {} if rand is None else {"rand": rand}
+    options: dict[str, Callable[[], float]] = {}
+    if rand is not None:
+        options["rand"] = rand
+    if clock is not None:
+        options["clock"] = clock
     return GoogleSttEngine(
         GoogleSttConfig(endpoints=tuple(hosts), insecure=True, **config), **options
     )
@@ -26,7 +34,9 @@ def open_session(
     call_sid: str = "CAgoogle",
     *,
     rand: Callable[[], float] | None = None,
+    clock: Callable[[], float] | None = None,
     **config: object,
 ) -> GoogleSttSession:
     """Open a session on the fake servers; `sink` collects its hypotheses and events."""
-    return fake_engine(hosts, rand=rand, **config).open(call_sid, sink, on_event=sink.event)
+    engine = fake_engine(hosts, rand=rand, clock=clock, **config)
+    return engine.open(call_sid, sink, on_event=sink.event)

@@ -27,6 +27,10 @@ def test_config_refuses_what_cannot_work() -> None:
     with pytest.raises(ValueError, match="endpoint"):
         GoogleSttConfig(endpoints=())
     assert GoogleSttConfig(encoding="LINEAR16").bytes_per_ms == 16
+    # A driver that never waits would loop: rotation and backoff must take time.
+    for zero in ({"rotate_s": 0.0}, {"backoff_s": 0.0}, {"backoff_s": 1.0, "backoff_max_s": 0.5}):
+        with pytest.raises(ValueError, match="positive"):
+            GoogleSttConfig(**zero)
 
 
 def test_settings_give_primary_then_fallback_endpoints(settings) -> None:

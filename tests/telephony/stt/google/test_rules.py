@@ -5,12 +5,15 @@ import pytest
 from google.api_core import exceptions as core_exceptions
 
 from telephony.stt.google.rules import (
+    MIN_LIVE_MS_BEFORE_LENGTH_END,
     SOFT_ROTATION,
     Fault,
     backoff_delay,
     classify,
     describe,
+    made_room,
     should_rotate,
+    trimmed_replay_ms,
 )
 from tests.fakes.google_speech import AUDIO_TIMEOUT_DETAILS, DURATION_DETAILS
 
@@ -58,3 +61,17 @@ def test_rotation_waits_for_a_quiet_moment_until_the_limit() -> None:
     assert should_rotate(soft, limit, quiet=True)
     assert not should_rotate(limit - 1, limit, quiet=False)  # mid-sentence: wait a bit
     assert should_rotate(limit, limit, quiet=False)  # but never past the limit
+
+
+def test_a_length_end_is_a_rotation_only_after_new_audio() -> None:
+    assert made_room(290_000.0)  # Google's ~305 s limit, reached with live audio
+    assert made_room(MIN_LIVE_MS_BEFORE_LENGTH_END)
+    assert not made_room(0.0)  # ended before any new audio: its replay did not fit
+    assert not made_room(40.0)  # or the server ends streams as fast as they open
+
+
+def test_a_replay_that_did_not_fit_is_halved_and_never_grows() -> None:
+    assert trimmed_replay_ms(20_000, 3_900) == 1_950
+    assert trimmed_replay_ms(1_950, 1_950) == 975
+    assert trimmed_replay_ms(500, 3_900) == 500  # the cap only shrinks
+    assert trimmed_replay_ms(20_000, 0) == 20_000  # no replay: nothing learnt about replays

@@ -123,6 +123,24 @@ def test_history_is_trimmed_and_a_capped_replay_says_what_it_lost() -> None:
     assert lost_ms == start / BPM  # nothing is final: all that was trimmed is lost to the replay
 
 
+def test_a_replay_is_capped_to_the_newest_audio_and_says_what_it_lost() -> None:
+    timeline = mulaw_timeline()
+    timeline.take(frames(0, 100), keep_ms=20_000)  # 2 s taken, nothing final
+    start, replay, lost_ms = timeline.replay(max_ms=500)
+    assert start == timeline.taken - 500 * BPM
+    assert replay == b"".join(f for _seq, f in frames(0, 100))[start:]
+    assert lost_ms == 1500
+    assert timeline.replay(max_ms=0)[1] == b""  # an empty replay, never a negative one
+    assert timeline.replay(max_ms=5_000)[0] == 0  # a cap longer than the backlog changes nothing
+
+
+def test_a_capped_linear16_replay_starts_on_a_sample() -> None:
+    timeline = Timeline(sample_bytes=2, bytes_per_ms=16)
+    timeline.take(frames(0, 10), keep_ms=20_000)
+    start, _replay, _lost = timeline.replay(max_ms=100.03)
+    assert start % 2 == 0
+
+
 def test_history_is_trimmed_in_steps_not_every_frame() -> None:
     timeline = mulaw_timeline()
     timeline.take(frames(0, 20), keep_ms=100)  # 3200 bytes: 2400 over, under the slack
