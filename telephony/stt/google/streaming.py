@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Google's own final comes within ~1.6 s of the end of speech (p99 1,570 ms): until then audio
+# goes in BATCH_MS requests, so that no final waits for a longer quiet batch to fill.
+SPEECH_TAIL_S = 2.0
 STREAM_DEADLINE_MARGIN_S = 30.0  # a stream's gRPC deadline: past its rotation, in case it hangs
 SUPERVISE_POLL_S = 0.05
 
@@ -97,6 +100,11 @@ class GoogleSttSession(SttSession):
         self._clock = engine.clock
         self._bpm = cfg.bytes_per_ms
         self._batch_frames = max(1, cfg.batch_ms // FRAME_MS)
+        # While the caller listens, audio goes in longer requests (each request costs gRPC
+        # three thread hand-offs); from speech onset until Google's final is due, BATCH_MS.
+        self._quiet_frames = max(self._batch_frames, cfg.quiet_batch_ms // FRAME_MS)
+        self._wake_frames = self._quiet_frames  # what a batch is now: nobody has spoken yet
+        self._loud_until = 0.0  # clock time short batches last until, after speech ended
         self._catch_up_frames = max(self._batch_frames, CATCH_UP_REQUEST_MS // FRAME_MS)
         self._streaming_config = cfg.streaming_config()
 
@@ -164,7 +172,7 @@ class GoogleSttSession(SttSession):
             # Wake whoever takes frames once a batch is ready, not for every frame: a taker
             # woken by a lone frame only waits again (half of all its wake-ups at 40 ms). A lone
             # frame still goes: the taker's own timeout sends it when its partner is late.
-            if len(self._queue) >= self._batch_frames:
+            if len(self._queue) >= self._wake_frames:
                 self._audio.notify_all()
 
     def speech_started(self, utterance: int) -> None:
@@ -172,12 +180,17 @@ class GoogleSttSession(SttSession):
         with self._lock:
             self._in_speech = True
             self._timeline.mark("start", utterance, self.frames_in)
+            if self._wake_frames != self._batch_frames:
+                # Speech: short batches again, and what waits (the onset) goes at once.
+                self._wake_frames = self._batch_frames
+                self._audio.notify_all()
 
     def speech_ended(self, utterance: int) -> None:
         """Note where the local VAD heard speech end; a quiet moment suits a rotation."""
         with self._lock:
             self._in_speech = False
             self._timeline.mark("end", utterance, self.frames_in)
+            self._loud_until = self._clock() + SPEECH_TAIL_S
             self._audio.notify_all()
             self._state.notify_all()
 
@@ -246,24 +259,36 @@ class GoogleSttSession(SttSession):
         self.requests_sent += 1
         self.max_request_bytes = max(self.max_request_bytes, size)
 
+    def _batch(self) -> int:
+        """Frames in a live request now: BATCH_MS in speech and its tail, longer in quiet."""
+        if (
+            self._wake_frames != self._quiet_frames
+            and not self._in_speech
+            and self._clock() >= self._loud_until
+        ):
+            self._wake_frames = self._quiet_frames
+        return self._wake_frames
+
     def _next_batch(self, stream: _Stream) -> bytes | None:
         """Wait for a batch of frames (or a backlog); None once the stream no longer owns them."""
-        batch_s = self.config.batch_ms / 1000
-        # A lone frame waits this long for its partner: the RX thread may run up to one
-        # batch late before it resyncs, and a frame must not wait for ever when writes stop.
-        lone_wait_s = 2 * batch_s
         waiting_since: float | None = None
         with self._lock:
             while True:
                 if self._owner is not stream:
                     return None
+                batch = self._batch()
+                batch_s = batch * FRAME_MS / 1000
+                # A lone frame waits this long for its partner: the RX thread may run up to one
+                # batch late before it resyncs, and a frame must not wait for ever when writes
+                # stop.
+                lone_wait_s = 2 * batch_s
                 n = len(self._queue)
                 flush = self._closing or (
                     waiting_since is not None and self._clock() - waiting_since >= lone_wait_s
                 )
-                if n >= self._batch_frames or (n and flush):
+                if n >= batch or (n and flush):
                     # Live audio goes one batch per request; a backlog goes in bigger requests.
-                    limit = self._catch_up_frames if n > self._batch_frames else self._batch_frames
+                    limit = self._catch_up_frames if n > batch else batch
                     audio = self._take(min(n, limit))
                     if stream.first_live_at is None:
                         stream.first_live_at = self._clock()
