@@ -88,6 +88,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--levels", default="", help="comma-separated Ns to run, no search")
     parser.add_argument("--max-trials", type=int, default=8)
     parser.add_argument(
+        "--pause",
+        type=float,
+        default=None,
+        help="the callers' silence after each utterance, s (gonogo's --pause; default 2)",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="with --levels: run the engines x levels so often"
     )
     parser.add_argument(
@@ -214,6 +220,8 @@ def run_trial(engine: str, n: int, args: argparse.Namespace, round_: int = 0) ->
     if args.trace_writes:
         env["TRACE_WRITE_MS"] = f"{args.trace_writes_ms:g}"
     options = ["--calls", str(n), "--duration", f"{args.seconds:g}", "--ramp", f"{ramp:g}"]
+    if args.pause is not None:
+        options += ["--pause", f"{args.pause:g}"]
     with contextlib.ExitStack() as stack:
         fake = None
         if engine == "google":
