@@ -18,7 +18,8 @@ their times. From what the server recorded (its database, as `manage.py gonogo` 
 - TX |interval - 20 ms| p99 at the caller (median and worst of the calls' p99s);
 - the server's CPU and RSS per call over the steady window, and how many calls are GO by the
   operator's rules (`gonogo`: no drops, fps 50 both ways, write_ms p99 < 1 ms, a PARTIAL and a
-  FINAL).
+  FINAL);
+- the callers' and the fake's CPU (they share the other core: a saturated one shows here).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def main() -> None:
 HEADER = (
     f"{'calls':>5} | {'FINAL/utt':>9} {'rev/utt':>7} {'lost':>4} {'dbl':>4} | "
     f"{'FINAL ms local p50/p95/p99 (n)':>31} | {'engine p50/p95/p99 (n)':>26} | "
-    f"{'TX p99 med/worst':>16} | {'%core/call':>10} {'RSS MB/call':>11} | {'GO':>7} | load"
+    f"{'TX p99 med/worst':>16} | {'%core/call':>10} {'RSS MB/call':>11} | {'GO':>7} | "
+    f"{'callers+fake %core':>18} | load"
 )
 
 
@@ -92,6 +94,8 @@ class Level:
     rss_per_call_mb: float
     go: int
     load: str
+    callers_share: float = 0.0
+    fake_share: float = 0.0
     failed: str = ""
 
     def row(self) -> str:
@@ -106,7 +110,9 @@ class Level:
             f"{spread(self.engine_ms):>26} | "
             f"{common.median(self.tx_p99s):>7.2f}/{max(self.tx_p99s, default=0):<8.2f} | "
             f"{self.server_share * 100 / self.calls:>10.3f} {self.rss_per_call_mb:>11.3f} | "
-            f"{self.go:>3}/{self.calls:<3} | {self.load}{self.failed}"
+            f"{self.go:>3}/{self.calls:<3} | "
+            f"{self.callers_share * 100:>8.0f} + {self.fake_share * 100:<7.0f} | "
+            f"{self.load}{self.failed}"
         )
 
 
@@ -129,17 +135,17 @@ def run_level(
         pid = server.process.pid
         time.sleep(1.0)  # let start-up settle before the idle reading
         idle = common.rss_mb(pid)
-        meter = common.Meter(pid)
+        meter, callers, fake_meter = common.Meter(pid), common.Meter(), common.Meter(fake.pid)
         busy: list[float] = []
 
         async def calls():
             async def sample() -> None:
                 # The steady window: every call is up and none has hung up yet.
                 await asyncio.sleep(ramp + 1.0)
-                meter.begin()
+                meter.begin(), callers.begin(), fake_meter.begin()
                 await asyncio.sleep(max(0.5, seconds - 3.0))
                 busy.append(common.rss_mb(pid))
-                meter.end()
+                meter.end(), callers.end(), fake_meter.end()
 
             sampler = asyncio.create_task(sample())
             reports = await dial_many(
@@ -195,6 +201,8 @@ def run_level(
         rss_per_call_mb=(busy[0] - idle) / n if busy else 0.0,
         go=sum(r.go for r in results),
         load=loaded,
+        callers_share=callers.share,
+        fake_share=fake_meter.share,
         failed=f"  {len(failed)} FAILED: {failed[0].error}" if failed else "",
     )
 
