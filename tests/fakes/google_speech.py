@@ -10,7 +10,8 @@ It holds to Google's rules where the product depends on them:
 - half-close finalizes what was heard, then the stream ends OK; a stream ended by an error loses
   what it had not finalized;
 - languages and models it does not serve are refused with INVALID_ARGUMENT;
-- faults can be injected: a status at open or after some audio, or a silent drop.
+- faults can be injected: a status at open or after some audio, or a silent drop;
+- `bare_finals`: finals carry neither `result_end_time` nor word offsets (legal, and seen).
 
 Transcripts come from the audio received. Scripted audio (`speak`) codes each word as a run of
 one mu-law byte value and silence as 0xFF; the decoder turns runs back into words with their
@@ -246,6 +247,7 @@ class FakeSpeechServer(LoopbackGrpcServer):
         refuse_streaming: bool = False,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         recognize_delay_s: float = 0.0,
+        bare_finals: bool = False,
     ) -> None:
         super().__init__()
         self.stream_limit_s = stream_limit_s
@@ -258,6 +260,7 @@ class FakeSpeechServer(LoopbackGrpcServer):
         self.refuse_streaming = refuse_streaming
         self.max_request_bytes = max_request_bytes
         self.recognize_delay_s = recognize_delay_s
+        self.bare_finals = bare_finals
         self.streams: list[StreamLog] = []
         self.recognitions: list[RecognizeLog] = []
         self._stream_faults: list[Fault] = []
@@ -445,15 +448,16 @@ class FakeSpeechServer(LoopbackGrpcServer):
         for result in results:
             if not result.is_final and not interim:
                 continue
+            bare = result.is_final and self.bare_finals
             if result.is_final:
                 log.finals.append(result)
             yield speech.StreamingRecognizeResponse(
                 results=[
                     speech.StreamingRecognitionResult(
-                        alternatives=[_alternative(result, with_words=with_words)],
+                        alternatives=[_alternative(result, with_words=with_words and not bare)],
                         is_final=result.is_final,
                         stability=0.0 if result.is_final else 0.9,
-                        result_end_time=_duration(result.end_ms),
+                        result_end_time=None if bare else _duration(result.end_ms),
                         language_code=language.lower(),
                     )
                 ]

@@ -419,14 +419,23 @@ class GoogleSttSession(SttSession):
                 stream.responses += 1
                 self._endpoint_served = True
                 interims = []
+                # Where the stream's audio stood as this arrived: all it can be about.
+                arrival_ms = (
+                    span.retired_at_ms
+                    if span.retired_at_ms is not None
+                    else span.start_ms + stream.sent / self._bpm
+                )
                 for result in response.results:
                     if result.is_final:
                         alt = result.alternatives[0] if result.alternatives else None
+                        # No result_end_time comes as zero: a final cannot end at its start.
+                        end = ms(result.result_end_time)
                         text = self._timeline.accept_final(
                             span,
                             alt.transcript if alt is not None else "",
-                            span.start_ms + ms(result.result_end_time),
+                            span.start_ms + end if end > 0 else None,
                             timed_words(alt.words, span.start_ms) if alt is not None else [],
+                            arrival_ms=arrival_ms,
                         )
                         if text:
                             out.append(Hypothesis(text, True))

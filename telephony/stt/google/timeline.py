@@ -9,7 +9,10 @@ the same timeline. That is what makes stream changes lossless:
 - finals are de-duplicated by time: a word whose middle lies at or before the cut is dropped,
   whichever stream reports it first; the words a retired stream heard last may be cut off, so
   they are left to the next stream, which heard them whole;
-- an interim repeats no published word and no earlier interim.
+- an interim repeats no published word and no earlier interim;
+- a final with no time at all (no `result_end_time`, no word offsets) is placed where its
+  stream's audio stood when it arrived, and kept: only words another stream already published
+  from the same audio are skipped, by text, as interims are.
 
 Pure: no threads, no gRPC, no clock. The session calls it with its own lock held.
 """
@@ -199,14 +202,26 @@ class Timeline:
     # --- results --------------------------------------------------------------------------------
 
     def accept_final(
-        self, span: StreamSpan, transcript: str, end_ms: float, words: list[TimedWord]
+        self,
+        span: StreamSpan,
+        transcript: str,
+        end_ms: float | None,
+        words: list[TimedWord],
+        *,
+        arrival_ms: float,
     ) -> str:
         """De-duplicate a stream's final against what is published; return its new text.
 
-        `end_ms` and `words` are on the timeline; a final with anything new moves the cut.
+        `end_ms` (Google's result_end_time, None when it sent none), `words` and `arrival_ms`
+        (where the stream's audio stood when the final came) are on the timeline; a final with
+        anything new moves the cut.
         """
-        span.known = [w for w in span.known if w.mid_ms > end_ms]
         transcript = transcript.strip()
+        if not words and end_ms is None:
+            return self._accept_untimed(span, transcript, arrival_ms)
+        if end_ms is None:
+            end_ms = words[-1].end_ms
+        span.known = [w for w in span.known if w.mid_ms > end_ms]
         if not transcript:
             return ""
         if not words:
@@ -233,6 +248,25 @@ class Timeline:
         if text:
             self._last_interim = ""
         return text
+
+    def _accept_untimed(self, span: StreamSpan, transcript: str, arrival_ms: float) -> str:
+        """Keep a final with no time: it is about audio its stream had heard by `arrival_ms`.
+
+        Its time cannot drop it (it would be dropped for good: nothing replays audio the cut
+        has passed). Its first words are skipped if another stream already published them
+        from the same audio (`known`, compared by text).
+        """
+        said = transcript.split()
+        known = [w.text for w in span.known]
+        skip, upto = _published_prefix(said, known)
+        span.known = span.known[upto:]
+        said = said[skip:]
+        if not said:
+            return ""
+        placed = max(self.cut_ms, arrival_ms)
+        self._advance_cut(placed, [TimedWord(w, placed, placed) for w in said], span)
+        self._last_interim = ""
+        return " ".join(said)
 
     def accept_recognized(self, words: list[TimedWord], texts: list[str], end_ms: float) -> str:
         """Take a single request's result for audio up to `end_ms`; return its new text."""
@@ -296,3 +330,18 @@ class Timeline:
             audio = bytes(self._history[first - self.hist_base : end - self.hist_base])
             segments.append(Segment(utterance, first, end, audio))
         return segments
+
+
+def _published_prefix(said: list[str], known: list[str]) -> tuple[int, int]:
+    """Return how many of `said`'s first words run on in `known`, and where that run ends there.
+
+    The longest such run wins; (0, 0) when `said` does not start with a known word.
+    """
+    best = (0, 0)
+    for start in range(len(known)):
+        n = 0
+        while n < len(said) and start + n < len(known) and said[n] == known[start + n]:
+            n += 1
+        if n > best[0]:
+            best = (n, start + n)
+    return best

@@ -60,6 +60,19 @@ def test_stream_opens_with_the_configured_recognition(server: FakeSpeechServer) 
     assert all(h.utterance is None for h in sink.hypotheses)  # the endpointer numbers them
 
 
+def test_finals_without_any_time_reach_the_call() -> None:
+    # Issue 12: a final with no result_end_time and no word offsets was dropped without a trace.
+    with FakeSpeechServer(endpoint_ms=500, bare_finals=True) as fake:
+        sink = Collector()
+        session = open_session([fake.host], sink)
+        play(session, speak(SCRIPT))
+        session.close(timeout=2.0)
+    assert [f.words for f in fake.finals()]  # the server sent finals, bare ones
+    assert sink.final_words() == script_words(SCRIPT)
+    assert len(sink.finals()) == len(SCRIPT)
+    sink.check_partials(script_words(SCRIPT))
+
+
 def test_requests_are_40_ms_batches_at_the_frame_cadence(server: FakeSpeechServer) -> None:
     sink = Collector()
     session = open_session([server.host], sink)

@@ -155,7 +155,11 @@ def test_a_new_stream_replays_from_the_cut() -> None:
     span = timeline.open_span(0)
     assert (
         timeline.accept_final(
-            span, "שלום אני", 1200.0, words(("שלום", 300, 500), ("אני", 560, 760))
+            span,
+            "שלום אני",
+            1200.0,
+            words(("שלום", 300, 500), ("אני", 560, 760)),
+            arrival_ms=1200.0,
         )
         == "שלום אני"
     )
@@ -169,7 +173,12 @@ def test_a_rotation_publishes_each_word_once() -> None:
     timeline = mulaw_timeline()
     timeline.take(frames(0, 100), keep_ms=20_000)
     old = timeline.open_span(0)
-    assert timeline.accept_final(old, "a b", 900.0, words(("a", 0, 200), ("b", 260, 460))) == "a b"
+    assert (
+        timeline.accept_final(
+            old, "a b", 900.0, words(("a", 0, 200), ("b", 260, 460)), arrival_ms=900.0
+        )
+        == "a b"
+    )
     # Rotation at 1400 ms: the next stream replays from the cut (900 ms); the old one is let go.
     new = timeline.open_span(timeline.cut_offset())
     assert new.start_ms == 900.0
@@ -177,13 +186,13 @@ def test_a_rotation_publishes_each_word_once() -> None:
     # The old stream's last final on half-close: "d" ends within TRUNCATION_GUARD_MS of its
     # cut-off, so it may have been cut off mid-word: it is left to the new stream.
     heard = words(("c", 1000, 1150), ("d", 1180, 1400 - TRUNCATION_GUARD_MS + 20))
-    assert timeline.accept_final(old, "c d", 1400.0, heard) == "c"
+    assert timeline.accept_final(old, "c d", 1400.0, heard, arrival_ms=1400.0) == "c"
     assert timeline.cut_ms == 1150.0  # up to its last kept word, not its end
     # The new stream heard "c" too: its interims skip it, and its final keeps only "d".
     assert timeline.interim(new, ["c d"]) == "d"
     assert timeline.interim(new, ["c"]) == ""
     assert timeline.interim(new, ["x d"]) == ""  # cannot tell new words from published: wait
-    assert timeline.accept_final(new, "c d", 1600.0, heard) == "d"
+    assert timeline.accept_final(new, "c d", 1600.0, heard, arrival_ms=1600.0) == "d"
     assert timeline.cut_ms == 1600.0
     assert new.known == []
     assert timeline.finals == 3
@@ -195,11 +204,11 @@ def test_a_retired_stream_publishes_no_interim_and_hears_no_published_words() ->
     timeline.retire(old, 1000.0)
     new = timeline.open_span(0)
     assert timeline.interim(old, ["a"]) == ""
-    timeline.accept_final(new, "a", 400.0, words(("a", 100, 300)))
+    timeline.accept_final(new, "a", 400.0, words(("a", 100, 300)), arrival_ms=400.0)
     assert old.known == []
     ended = timeline.open_span(0)
     timeline.end(ended)
-    timeline.accept_final(new, "b", 800.0, words(("b", 500, 700)))
+    timeline.accept_final(new, "b", 800.0, words(("b", 500, 700)), arrival_ms=800.0)
     assert ended.known == []
 
 
@@ -209,25 +218,55 @@ def test_an_interim_is_published_once_until_a_final_comes() -> None:
     assert timeline.interim(span, ["שלום"]) == "שלום"
     assert timeline.interim(span, [" שלום "]) == ""  # the same text again
     assert timeline.interim(span, ["שלום", "אני"]) == "שלום אני"
-    timeline.accept_final(span, "שלום אני", 900.0, words(("שלום", 0, 200), ("אני", 260, 460)))
+    timeline.accept_final(
+        span, "שלום אני", 900.0, words(("שלום", 0, 200), ("אני", 260, 460)), arrival_ms=900.0
+    )
     assert timeline.interim(span, ["שלום אני"]) == "שלום אני"  # a new utterance may repeat it
 
 
 def test_a_final_without_word_times_is_all_or_nothing() -> None:
     timeline = mulaw_timeline()
     span = timeline.open_span(0)
-    assert timeline.accept_final(span, " שלום ", 500.0, []) == "שלום"
-    assert timeline.accept_final(span, "שלום", 500.0, []) == ""  # ends where the cut is: old
-    assert timeline.accept_final(span, "", 900.0, []) == ""
+    assert timeline.accept_final(span, " שלום ", 500.0, [], arrival_ms=500.0) == "שלום"
+    assert (
+        timeline.accept_final(span, "שלום", 500.0, [], arrival_ms=500.0) == ""
+    )  # ends where the cut is: old
+    assert timeline.accept_final(span, "", 900.0, [], arrival_ms=900.0) == ""
     assert timeline.cut_ms == 500.0
-    assert timeline.accept_final(span, "תור", 900.0, []) == "תור"
+    assert timeline.accept_final(span, "תור", 900.0, [], arrival_ms=900.0) == "תור"
     assert timeline.cut_ms == 900.0
+
+
+def test_a_final_without_any_time_is_kept_and_placed_by_its_arrival() -> None:
+    # Issue 12: a final with no result_end_time and no word offsets was placed at its stream's
+    # start, which is at or before the cut: dropped without a trace.
+    timeline = mulaw_timeline()
+    timeline.take(frames(0, 100), keep_ms=20_000)
+    span = timeline.open_span(0)
+    assert timeline.accept_final(span, "שלום אני", None, [], arrival_ms=1600.0) == "שלום אני"
+    assert timeline.cut_ms == 1600.0  # placed where the stream's audio stood when it came
+    assert timeline.finals == 1
+    assert timeline.accept_final(span, "תור", None, [], arrival_ms=1600.0) == "תור"  # kept
+    # A stream that replays from the cut: its bare final is kept too.
+    later = timeline.open_span(timeline.cut_offset())
+    assert timeline.accept_final(later, "מחר", None, [], arrival_ms=2000.0) == "מחר"
+
+
+def test_a_bare_final_skips_words_another_stream_published_from_the_same_audio() -> None:
+    timeline = mulaw_timeline()
+    old = timeline.open_span(0)
+    new = timeline.open_span(0)  # a rotation: the new stream replays what the old one heard
+    timeline.retire(old, 1400.0)
+    assert timeline.accept_final(old, "a b", None, [], arrival_ms=1400.0) == "a b"
+    # The new stream heard "a b" again and then "c": only "c" is new.
+    assert timeline.accept_final(new, "a b c", None, [], arrival_ms=2000.0) == "c"
+    assert timeline.cut_ms == 2000.0
 
 
 def test_a_single_request_drops_words_a_stream_already_published() -> None:
     timeline = mulaw_timeline()
     span = timeline.open_span(0)
-    timeline.accept_final(span, "a", 400.0, words(("a", 100, 300)))
+    timeline.accept_final(span, "a", 400.0, words(("a", 100, 300)), arrival_ms=400.0)
     heard = words(("a", 100, 300), ("b", 360, 560))
     assert timeline.accept_recognized(heard, ["a b"], 900.0) == "b"
     assert timeline.cut_ms == 900.0
