@@ -28,6 +28,7 @@ from telephony.process.osthread import name_this_thread
 from telephony.stt.base import EventSink, Hypothesis, HypothesisSink, SttSession
 from telephony.stt.google.config import CATCH_UP_REQUEST_MS, MAX_SEGMENT_MS
 from telephony.stt.google.rules import (
+    SOFT_ROTATION,
     Fault,
     backoff_delay,
     classify,
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 SPEECH_TAIL_S = 2.0
 STREAM_DEADLINE_MARGIN_S = 30.0  # a stream's gRPC deadline: past its rotation, in case it hangs
 SUPERVISE_POLL_S = 0.05
+# Whatever ends a stream or makes a quiet moment wakes the driver; only age needs a clock. It
+# looks again when a rotation may be due, at least this often (Google's limit is 15 s past ours).
+SUPERVISE_IDLE_S = 1.0
 
 
 @dataclass(eq=False)
@@ -392,7 +396,8 @@ class GoogleSttSession(SttSession):
                 age = max(self._clock() - stream.opened_at, live_s)
                 if should_rotate(age, rotate_s, quiet=stream.quiet or not self._in_speech):
                     return "rotate"
-                self._state.wait(timeout=SUPERVISE_POLL_S)
+                due_s = SOFT_ROTATION * rotate_s - age  # before this, no rotation at all
+                self._state.wait(timeout=min(SUPERVISE_IDLE_S, max(SUPERVISE_POLL_S, due_s)))
 
     def _retire(self, stream: _Stream) -> None:
         """Let the stream go: it half-closes, delivers its last final, and ends."""
