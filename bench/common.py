@@ -163,12 +163,12 @@ class FakeGoogle:
 
 
 @contextlib.contextmanager
-def fake_google(args, *, workers: int = 256) -> Iterator[FakeGoogle]:
+def fake_google(args, *, workers: int = 256, options: Sequence[str] = ()) -> Iterator[FakeGoogle]:
     """Run bench/fake_google.py on the callers' core (unless --no-pin) until the block ends."""
     pin = ["taskset", "-c", str(CALLER_CPU)] if not args.no_pin else []
     script = str(Path(__file__).with_name("fake_google.py"))
     process = subprocess.Popen(
-        [*pin, sys.executable, script, "--workers", str(workers)],
+        [*pin, sys.executable, script, "--workers", str(workers), *options],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -190,6 +190,13 @@ def fake_google(args, *, workers: int = 256) -> Iterator[FakeGoogle]:
 def google_env(fake: FakeGoogle) -> dict[str, str]:
     """The server settings that send STT to the fake Google."""
     return {"STT_ENGINE": "google", "GOOGLE_SPEECH_EMULATOR_HOST": fake.host}
+
+
+def timing_simulator() -> bool:
+    """Whether the fake Google here has the timing simulator (`TimingPlan`)."""
+    from tests.fakes import google_speech
+
+    return hasattr(google_speech, "TimingPlan")
 
 
 def scripted_utterances() -> list[bytes]:

@@ -1,14 +1,19 @@
 """Fidelity: one FINAL per utterance and no word lost, through Google streaming, at 1-100 calls.
 
-    python bench/fidelity.py                          # 1, 10, 50, 100 calls; 8 utterances each
-    python bench/fidelity.py --levels 50 --repeats 3  # 12 utterances a call
+    python bench/fidelity.py                          # 1, 10, 50, 100 calls; 4 utterances each
+    python bench/fidelity.py --levels 50 --seed 3     # another draw of the recognizer's timing
+    python bench/fidelity.py --plain --repeats 3      # the polite fake, 12 utterances a call
     python bench/fidelity.py --quick                  # 2 calls x 4 utterances (the smoke test)
 
 Per level a fresh server (STT_ENGINE=google) runs on one core and a fresh fake Google
 (`bench/fake_google.py`: the real client library in the server, loopback gRPC) with the
-simulated callers on the other. Each call says the fake's appointment script (`--repeats`
-times, `--pause` s after each utterance), audio the fake decodes back to the same words with
-their times. From what the server recorded (its database, as `manage.py gonogo` reads it):
+simulated callers on the other. Each call says the fake's appointment script (`--pause` s
+after each utterance), audio the fake decodes back to the same words with their times. The
+fake answers on the timing simulator's schedule (seeded by `--seed`: interims from 20 ms after
+onset, often repeated, finals 0.3-1.6 s after the end of speech, some after the next onset,
+some without times) where the fake has it; `--plain` (or a fake without it) answers politely,
+a final 500 ms of silence after the last word (`--repeats` then says the script again).
+From what the server recorded (its database, as `manage.py gonogo` reads it):
 
 - FINALs per utterance (must be 1.00) and revisions per utterance;
 - words lost and doubled (0): each utterance's last word on it (its FINAL or latest revision),
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 import common
 
 BYTES_PER_S = 8000  # 8 kHz mu-law
-LEAD_S = 1.0  # the caller listens this long before the first word
+LEAD_S = 1.0  # the caller listens this long before the first word (part of its audio)
 TAIL_S = 2.5  # and this long after the last (the last final comes in it)
 SETTLE_S = 15.0  # wait this long after the hang-ups for the calls' last rows
 
@@ -41,7 +46,9 @@ SETTLE_S = 15.0  # wait this long after the hang-ups for the calls' last rows
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,10,50,100", help="concurrent calls per run")
-    parser.add_argument("--repeats", type=int, default=2, help="times each call says the script")
+    parser.add_argument("--repeats", type=int, default=1, help="times each call says the script")
+    parser.add_argument("--seed", type=int, default=1, help="the timing simulator's draw")
+    parser.add_argument("--plain", action="store_true", help="the polite fake, no simulator")
     parser.add_argument("--pause", type=float, default=1.5, help="silence after each utterance")
     common.add_server_options(parser)
     parser.add_argument("--quick", action="store_true", help="2 calls x 4 utterances: a smoke run")
@@ -49,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     if args.quick:
         args.levels, args.repeats, args.pause = "2", 1, 1.2
     args.levels = [int(n) for n in args.levels.split(",")]
+    args.timing = not args.plain and common.timing_simulator()
+    if args.timing and args.repeats != 1:
+        parser.error("the timing simulator's script says each word once: --repeats 1, or --plain")
     return args
 
 
@@ -58,12 +68,19 @@ def main() -> None:
     from tests.fakes.google_speech import APPOINTMENT_SCRIPT, speak
 
     script = APPOINTMENT_SCRIPT * args.repeats
-    audio = speak(script, pause_ms=round(args.pause * 1000), lead_ms=0)
-    seconds = LEAD_S + len(audio) / BYTES_PER_S + TAIL_S
+    pause_ms, lead_ms = round(args.pause * 1000), round(LEAD_S * 1000)
+    audio = speak(script, pause_ms=pause_ms, lead_ms=lead_ms)
+    seconds = len(audio) / BYTES_PER_S + TAIL_S
+    fake = f"timing simulator, seed {args.seed}" if args.timing else "the plain fake"
+    args.fake_options = (
+        ["--timing-seed", str(args.seed), "--pause-ms", str(pause_ms), "--lead-ms", str(lead_ms)]
+        if args.timing
+        else []
+    )
     common.pin_and_describe(
         args,
-        f"STT_ENGINE=google, the fake Google on the callers' core; {len(script)} utterances "
-        f"a call, calls of {seconds:.0f} s",
+        f"STT_ENGINE=google, Google faked on the callers' core ({fake}); {len(script)} "
+        f"utterances a call, calls of {seconds:.0f} s",
     )
     common.setup_django(common.temp_database())
     print(HEADER, flush=True)
@@ -129,7 +146,7 @@ def run_level(
     loaded = common.load()
     ramp = min(2.0, 0.02 * n)
     with (
-        common.fake_google(args, workers=2 * n + 16) as fake,
+        common.fake_google(args, workers=2 * n + 16, options=args.fake_options) as fake,
         common.server_for(args, common.google_env(fake)) as server,
     ):
         pid = server.process.pid
@@ -153,7 +170,7 @@ def run_level(
                 server.base_url,
                 auth_token=settings.TWILIO_AUTH_TOKEN,
                 audio=audio,
-                lead_silence_s=LEAD_S,
+                lead_silence_s=0.0,  # the audio begins with it (the simulator's times do)
                 tail_silence_s=TAIL_S,
                 ramp_s=ramp,
             )
