@@ -245,12 +245,17 @@ def database_name() -> str:
     return f"{db['ENGINE'].rsplit('.', 1)[-1]} {db.get('NAME')}"
 
 
+def utterance_audio(options: CheckOptions) -> list[bytes]:
+    """What the callers say, in turn: the WAV files' audio, else the texts spoken by espeak."""
+    if options.wavs:
+        return [read_wav_as_ulaw(path) for path in options.wavs]
+    return [speech_audio(text) for text in options.texts]
+
+
 def run_check(url: str, options: CheckOptions, *, write: Callable[[str], Any]) -> CheckResult:
     """Dial, show the figures as they come (through `write`), and judge every call."""
     duration = options.duration_s
-    utterances = [read_wav_as_ulaw(p) for p in options.wavs] or [
-        speech_audio(t) for t in options.texts
-    ]
+    utterances = utterance_audio(options)
     lead = options.lead_silence_s
     if lead is None:
         greeting = speech_audio(settings.GREETING_TEXT) if settings.GREETING_TEXT else b""
