@@ -1,25 +1,56 @@
 """Endpointing shared by every STT engine: local VAD, partial debounce, local final on timeout.
 
-The RX thread feeds each inbound frame to `process_frame` and calls `tick` every loop; engines
-report what they heard through `hypothesis` from their own threads. Out come `TranscriptEvent`s:
+Invariants (each has a test in tests/telephony/turns/test_endpointing_invariants.py, and the
+property tests in test_endpointing_properties.py check them under random recognizer timings):
+
+1. Exactly one FINAL per utterance. An utterance is speech the local VAD confirmed (or, when the
+   VAD confirms nothing, words the engine heard). Whatever the engine does after it, a FINAL is
+   followed only by REVISEDs for the same utterance.
+2. Never a local FINAL while the VAD still hears speech of that utterance: the timeout runs from
+   the end of speech (VAD hangover). For an utterance opened on the engine's word, any VAD speech
+   frame, confirmed or not, and any engine hypothesis restart the timeout.
+3. An engine hypothesis that arrives before the VAD confirms speech belongs to the utterance the
+   VAD then confirms, not to a new one: an utterance opened on the engine's word is adopted by
+   the VAD (same number, its offset moved to where the speech began); a result taken as the
+   last utterance's continuation that began with the speech (one frame of slack: webrtcvad may
+   flag speech a frame or two late) moves to the new utterance; and words a result adds while
+   the VAD hears speech it has not confirmed yet, or that came with it, wait for it.
+4. A repeated identical interim is not republished, but it is a sign of speech: for an
+   utterance opened on the engine's word it restarts the local timeout. (For an utterance the
+   VAD heard, the VAD alone says when speech is over: Google repeats interims until its final.)
+5. An engine final that comes after a FINAL (local or engine) is a REVISED when its text
+   differs, never a second FINAL; equal text publishes nothing.
+6. The engine's results (unnumbered hypotheses, between two of its finals) are matched to
+   utterances in order. A split: a second result while the VAD still hears the utterance, or
+   within `engine_lag_ms` of its end with no newer speech, continues it: the utterance's text
+   becomes the engine's finals joined (a REVISED). A merge: once the VAD has opened a later
+   utterance, the words of the open result past those its owner held then belong to the later
+   one (its partials, and its FINAL when the result's final comes; the owner is REVISED if the
+   engine rewrote its part). So no word is lost or doubled across the call; where the engine
+   merged, split or lagged, the boundary between two utterances falls where the engine's words
+   stood when the VAD heard the next one begin.
+
+Other rules:
 
 - `partial`: at most one per `debounce_ms`, the latest text wins, repeats and empty text dropped.
 - `final`: the engine's final for the utterance, or, when the engine stays quiet for `timeout_ms`
   after speech is over, the latest partial marked `local=True` (at the tick nearest that time,
-  or when the first partial comes, if none had by then). Never empty, one per utterance.
-- `revision`: an engine final that arrives after a local final and says something else.
+  or when the first partial comes, if none had by then). Never empty.
+- `revision`: an engine final that arrives after the FINAL and says something else.
+- An engine final without words closes its result: no FINAL, and no local final from a partial.
 
 Speech boundaries are counted in audio (frames of 20 ms), so a burst of queued frames is judged
 as the caller spoke it; publishing (debounce, timeout, latency) runs on the injected clock.
 
 Attribution. A hypothesis goes to `h.utterance` when the engine numbers it (Whisper does, with
-the numbers `on_speech_start` handed out); otherwise to the utterance the VAD opened most
-recently. Two cases open an utterance on the engine's word alone, because the engine heard
-speech the VAD did not confirm: no utterance exists yet, or the engine already gave the target
-its final (an engine with its own endpointing, such as Google, has moved on to new speech).
-Such an utterance starts at the current audio position; while the VAD hears no speech, each of
-its hypotheses counts as its latest sign of speech, so its local timeout runs from the engine's
-last word and its latency from the engine's last hypothesis.
+the numbers `on_speech_start` handed out; its final replaces the utterance's text). Unnumbered
+hypotheses (Google's) form results, each closed by a final, and a new result goes to: the oldest
+utterance after the engine's last one (skipping one that got no word and ended more than
+`engine_lag_ms` ago: noise the engine ignored); else the engine's last one, while the VAD still
+hears it or within `engine_lag_ms` of its end (a split); else an utterance opened on the
+engine's word at the current audio position. While the VAD hears no speech, each hypothesis of
+such an utterance counts as its latest sign of speech, so its local timeout runs from the
+engine's last word and its latency from the engine's last hypothesis.
 
 Threading: one lock guards the state; `publish` is called with it held so events leave in order,
 and must be quick (enqueue, log) and never call back into the endpointer. The speech callbacks
@@ -32,7 +63,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import webrtcvad
@@ -41,11 +72,17 @@ from telephony.media.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, ulaw_to_pc
 from telephony.stt.base import Hypothesis
 from telephony.turns.transcript import TranscriptEvent, TranscriptKind
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # Finalized utterances are kept this long (in utterances) so a late engine final can revise them.
 KEEP_UTTERANCES = 16
 CLOCK_EPSILON_S = 1e-6
+# How long after the end of speech an engine may still be talking about it: Google's final
+# comes at most ~1.6 s after the end of speech (published p99 ~1,570 ms).
+ENGINE_LAG_MS = 2000
+# A result whose first word came this soon before the VAD's speech run began is about that run:
+# the VAD may flag a frame or two late.
+ONSET_SLACK_MS = 2 * FRAME_MS
 
 
 @dataclass(slots=True)
@@ -60,6 +97,20 @@ class _Utterance:
     final_text: str | None = None  # text of the FINAL or latest revision published
     finalized: Literal["local", "engine"] | None = None
     engine_final: bool = False
+    engine_words: list[str] = field(default_factory=list)  # the engine's finals, joined
+
+
+@dataclass(slots=True)
+class _Result:
+    """The engine's open result: its unnumbered hypotheses since its last final."""
+
+    # The utterances it covers, each with the index of its first word; hypotheses go to the last.
+    spans: list[tuple[_Utterance, int]]
+    first_at: float  # clock of its first hypothesis
+    words: list[str] = field(default_factory=list)  # its latest text
+    held: int = 0  # how many of its words the last utterance of `spans` holds
+    held_before: int = 0  # what it held before it last grew
+    grew_at: float | None = None  # clock when it last grew
 
 
 class Endpointer:
@@ -78,6 +129,7 @@ class Endpointer:
         min_speech_ms: int = 60,
         aggressiveness: int = 2,
         tick_ms: int = 0,
+        engine_lag_ms: int = ENGINE_LAG_MS,
         on_speech_start: Callable[[int], None] | None = None,
         on_speech_end: Callable[[int], None] | None = None,
     ) -> None:
@@ -89,6 +141,7 @@ class Endpointer:
         self.debounce_ms = debounce_ms
         self.timeout_ms = timeout_ms
         self.min_speech_ms = min_speech_ms
+        self.engine_lag_ms = engine_lag_ms
         # Float clocks: 100.09 - 100.0 may land a hair under 0.09, and the boundary must hold.
         self._debounce_s = debounce_ms / 1000 - CLOCK_EPSILON_S
         # `tick` runs every `tick_ms` (the RX cadence): a local final is made at the tick nearest
@@ -104,12 +157,14 @@ class Endpointer:
         self._frames = 0  # frames processed: the audio position is frames * FRAME_MS
         self._run = 0  # consecutive speech frames
         self._run_start_ms = 0  # audio position of the run's first speech frame
+        self._run_start_at = 0.0  # clock at the run's first speech frame
         self._silence = 0  # consecutive non-speech frames while speaking
         self._speaking: list[_Utterance] = []  # utterances the VAD's current speech belongs to
         self._vad_number = 0  # utterance the VAD opened last (its callbacks carry this number)
         self._next_number = 1
         self._utterances: dict[int, _Utterance] = {}
-        self._current: _Utterance | None = None  # where unnumbered hypotheses go
+        self._result: _Result | None = None  # where unnumbered hypotheses go
+        self._engine_last: _Utterance | None = None  # the utterance of the engine's last final
         self._last_partial_at: float | None = None
         self._held: tuple[_Utterance, str] | None = None  # partial waiting for its debounce slot
         self._closed = False
@@ -168,13 +223,20 @@ class Endpointer:
             if is_speech:
                 if self._run == 0:
                     self._run_start_ms = position
+                    self._run_start_at = now
                 self._run += 1
                 self._silence = 0
                 if self._speaking:
                     for utt in self._speaking:
                         utt.speech_end = now
-                elif self._run * FRAME_MS >= self.min_speech_ms and not self._closed:
-                    started = self._open(self._run_start_ms, now, by_engine=False).number
+                else:
+                    # Invariant 2: speech the VAD has not confirmed yet may be the speech of an
+                    # utterance opened on the engine's word; it must not time out meanwhile.
+                    for utt in self._utterances.values():
+                        if utt.by_engine and utt.finalized is None:
+                            utt.speech_end = utt.ended_at = now
+                    if self._run * FRAME_MS >= self.min_speech_ms and not self._closed:
+                        started = self._confirm(now).number
             else:
                 self._run = 0
                 if self._speaking:
@@ -214,6 +276,7 @@ class Endpointer:
             self._closed = True
             now = self._clock()
             self._held = None
+            self._result = None
             for utt in self._utterances.values():
                 if utt.finalized is None and utt.partial:
                     self._finalize_locally(utt, now)
@@ -226,18 +289,20 @@ class Endpointer:
         text = h.text.strip()
         with self._lock:
             if self._closed:
-                logger.debug("call=%s hypothesis after close dropped: %r", self.call_sid, text)
+                log.debug("call=%s hypothesis after close dropped: %r", self.call_sid, text)
                 return
             now = self._clock()
+            if h.utterance is None:
+                self._unnumbered(text, h.is_final, now)
+                return
             # Empty text is no sign of speech: it may close an utterance, never open one.
             utt = self._target(h.utterance, now, may_open=bool(text))
             if utt is None:
                 return
-            if utt.by_engine and not self._speaking and utt.finalized is None:
-                # No VAD speech to go by: the engine's latest word is the latest sign of speech.
-                utt.speech_end = utt.ended_at = now
+            self._sign_of_speech(utt, now)
             if h.is_final:
-                self._engine_final(utt, text, now)
+                # A numbered final is the engine's whole text for its utterance.
+                self._engine_final(utt, text.split(), now, replace=True)
             else:
                 self._partial(utt, text, now)
 
@@ -254,7 +319,6 @@ class Endpointer:
         )
         self._next_number += 1
         self._add(utt)
-        self._current = utt
         if by_engine:
             if self._speaking:
                 self._speaking.append(utt)
@@ -262,6 +326,42 @@ class Endpointer:
             self._speaking = [utt]
             self._silence = 0
             self._vad_number = utt.number
+        return utt
+
+    def _confirm(self, now: float) -> _Utterance:
+        """The VAD confirmed speech: open its utterance, or adopt the engine's (invariant 3)."""
+        result = self._result
+        owner = result.spans[-1][0] if result is not None else None
+        if owner is not None and owner.by_engine and owner.finalized is None:
+            # The engine heard this speech first: same utterance, now the VAD's.
+            owner.by_engine = False
+            owner.offset_ms = min(owner.offset_ms, self._run_start_ms)
+            owner.speech_end, owner.ended_at = now, None
+            self._speaking = [owner]
+            self._silence = 0
+            self._vad_number = owner.number
+            return owner
+        utt = self._open(self._run_start_ms, now, by_engine=False)
+        if result is None or owner is None:
+            return utt
+        if owner.engine_final and result.first_at >= self._run_start_at - ONSET_SLACK_MS / 1000:
+            # A result taken as the last utterance's continuation began with this speech: it is
+            # this utterance's (its partials were dropped, as the last one has its FINAL).
+            result.spans = [(utt, 0)]
+        else:
+            # A merge: the words the open result heard past its owner's are this speech's,
+            # counting those that came with it (the VAD may flag speech a frame or two late).
+            onset = self._run_start_at - ONSET_SLACK_MS / 1000
+            if result.grew_at is not None and result.grew_at >= onset and result.held_before:
+                result.held = result.held_before
+                if owner.finalized is None:
+                    start = result.spans[-1][1]
+                    owner.partial = " ".join(result.words[start : start + result.held])
+            self._move_on(result, result.words)
+        last, start = result.spans[-1]
+        if last is utt:
+            result.held = len(result.words) - start
+            self._partial(utt, " ".join(result.words[start:]), now)
         return utt
 
     def _add(self, utt: _Utterance) -> None:
@@ -273,38 +373,121 @@ class Endpointer:
                 self._finalize_locally(self._utterances[oldest], self._clock())
             del self._utterances[oldest]
 
-    def _target(self, number: int | None, now: float, *, may_open: bool) -> _Utterance | None:
-        """Find (or open) the utterance a hypothesis belongs to."""
-        position = self._frames * FRAME_MS
-        if number is not None:
-            utt = self._utterances.get(number)
-            if utt is None:
-                if not may_open:
-                    return None
-                if number < self._next_number:
-                    logger.debug("call=%s utterance %d is forgotten", self.call_sid, number)
-                    return None
-                utt = _Utterance(
-                    number=number,
-                    offset_ms=position,
-                    speech_end=now,
-                    ended_at=None if self._speaking else now,
-                    by_engine=True,
-                )
-                self._next_number = number + 1
-                self._add(utt)
-                self._current = utt
-                if self._speaking:
-                    self._speaking.append(utt)
+    def _target(self, number: int, now: float, *, may_open: bool) -> _Utterance | None:
+        """Find (or open) the utterance a numbered hypothesis belongs to."""
+        utt = self._utterances.get(number)
+        if utt is not None:
             return utt
-        utt = self._current
-        if utt is None or utt.engine_final:
-            if not may_open:
-                return None
-            # The VAD heard nothing long enough yet, or the engine moved on after its final.
-            offset = self._run_start_ms if self._run else position
-            utt = self._open(offset, now, by_engine=True)
+        if not may_open:
+            return None
+        if number < self._next_number:
+            log.debug("call=%s utterance %d is forgotten", self.call_sid, number)
+            return None
+        utt = _Utterance(
+            number=number,
+            offset_ms=self._frames * FRAME_MS,
+            speech_end=now,
+            ended_at=None if self._speaking else now,
+            by_engine=True,
+        )
+        self._next_number = number + 1
+        self._add(utt)
+        if self._speaking:
+            self._speaking.append(utt)
         return utt
+
+    @staticmethod
+    def _ended_by_vad(utt: _Utterance) -> bool:
+        return not utt.by_engine and utt.ended_at is not None
+
+    def _sign_of_speech(self, utt: _Utterance, now: float) -> None:
+        """Any engine word, a repeat too, restarts the timeout of an utterance the VAD never heard.
+
+        An utterance the VAD heard ends when the VAD says so (invariant 4).
+        """
+        if utt.by_engine and not self._speaking and utt.finalized is None:
+            utt.speech_end = utt.ended_at = now
+
+    def _unnumbered(self, text: str, is_final: bool, now: float) -> None:
+        """A hypothesis of the engine's open result (Google's); see "Attribution"."""
+        words = text.split()
+        result = self._result
+        if not words and (result is None or not is_final):
+            return  # empty text is no sign of speech: it opens nothing, and an interim says nothing
+        if result is None:
+            result = self._result = _Result([(self._new_result_owner(now), 0)], first_at=now)
+        self._move_on(result, words)
+        result.words = words
+        owner, start = result.spans[-1]
+        if words:
+            self._sign_of_speech(owner, now)
+        if not is_final:
+            mine = words[start:]
+            if self._run and not self._speaking and self._ended_by_vad(owner) and result.held:
+                # Invariant 3: words past the owner's, heard while the VAD hears speech it has
+                # not confirmed yet, are that speech's: they wait for its utterance.
+                mine = mine[: result.held]
+            if len(mine) > result.held:
+                result.held_before, result.grew_at = result.held, now
+            result.held = len(mine)
+            self._partial(owner, " ".join(mine), now)
+            return
+        self._result = None
+        self._engine_last = owner
+        for i, (utt, begin) in enumerate(result.spans):
+            end = result.spans[i + 1][1] if i + 1 < len(result.spans) else len(words)
+            self._engine_final(utt, words[begin:end], now, replace=False)
+
+    def _new_result_owner(self, now: float) -> _Utterance:
+        """Choose the utterance a new engine result is about (invariant 6)."""
+        lag_s = self.engine_lag_ms / 1000
+        last = self._engine_last
+        after = last.number if last is not None else 0
+        waiting = [
+            utt
+            for number, utt in sorted(self._utterances.items())
+            if number > after and not utt.engine_final
+        ]
+        for utt in waiting:
+            # The oldest the engine has not spoken of: results come in order. One that got no
+            # word and ended long ago was noise to the engine, when newer speech can take it.
+            ignored = (
+                utt.ended_at is not None
+                and not utt.partial
+                and utt.final_text is None
+                and now - utt.ended_at > lag_s
+            )
+            if not ignored or utt is waiting[-1]:
+                return utt
+        split = (
+            last is not None
+            and not last.by_engine
+            and last.number in self._utterances
+            and (
+                last in self._speaking
+                or (last.ended_at is not None and now - last.ended_at <= lag_s)
+            )
+        )
+        if split:
+            return last  # a split: the engine's next result on the same speech
+        # Speech the VAD did not confirm (yet): the VAD adopts it if it does (invariant 3).
+        return self._open(
+            self._run_start_ms if self._run else self.position_ms, now, by_engine=True
+        )
+
+    def _move_on(self, result: _Result, words: list[str]) -> None:
+        """A merge: once the VAD opened a later utterance, words past the owner's are the later's.
+
+        The owner keeps the words it held when the later utterance began; it keeps them all
+        while it holds none yet (results come in order).
+        """
+        while True:
+            owner, start = result.spans[-1]
+            later = [n for n in self._utterances if n > owner.number]
+            if not later or result.held == 0 or len(words) - start <= result.held:
+                return
+            result.spans.append((self._utterances[min(later)], start + result.held))
+            result.held = 0
 
     def _partial(self, utt: _Utterance, text: str, now: float) -> None:
         if not text or utt.finalized is not None:
@@ -336,12 +519,18 @@ class Endpointer:
             and now - utt.ended_at >= self._timeout_s
         )
 
-    def _engine_final(self, utt: _Utterance, text: str, now: float) -> None:
+    def _engine_final(
+        self, utt: _Utterance, words: list[str], now: float, *, replace: bool
+    ) -> None:
+        """The engine's final words for `utt`: the FINAL if none is out, else a REVISED."""
         utt.engine_final = True
         if self._held is not None and self._held[0] is utt:
             self._held = None
         if utt.finalized is None:
             utt.finalized = "engine"
+        # A split (invariant 6): each result's final adds its words to the utterance's text.
+        utt.engine_words = list(words) if replace else utt.engine_words + words
+        text = " ".join(utt.engine_words)
         if not text:
             # The engine heard no words: no FINAL, and no local final from a partial either,
             # since the engine's final word overrides its guesses. A FINAL already out stays.
@@ -350,6 +539,7 @@ class Endpointer:
             utt.final_text = text
             self._emit("final", utt, text, latency_ms=self._latency(utt, now))
         elif text != utt.final_text:
+            # Invariant 5: after the FINAL, only a REVISED, and only when the text changed.
             utt.final_text = text
             self._emit("revision", utt, text, latency_ms=self._latency(utt, now))
 
@@ -386,4 +576,4 @@ class Endpointer:
             self._publish(event)
         except Exception:
             # A failing subscriber must not take the call's audio path down with it.
-            logger.exception("call=%s publishing %s failed", self.call_sid, kind)
+            log.exception("call=%s publishing %s failed", self.call_sid, kind)

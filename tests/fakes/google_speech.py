@@ -17,6 +17,10 @@ Transcripts come from the audio received. Scripted audio (`speak`) codes each wo
 one mu-law byte value and silence as 0xFF; the decoder turns runs back into words with their
 times. A client that loses, repeats or shifts audio gets a different transcript, with words at
 different times.
+
+With a `TimingPlan` the fake stops answering politely: each stream answers on a schedule drawn
+(seeded) from `recognizer_timing`: interims early, often repeated, late finals, finals with and
+without times, streams ended at any point (see `_TimedStream`).
 """
 
 from __future__ import annotations
@@ -24,15 +28,17 @@ from __future__ import annotations
 import audioop  # deprecated in 3.12, removed in 3.13; the machines run 3.11
 import itertools
 import queue
+import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import grpc
 from google.cloud import speech_v1 as speech
 
+from tests.fakes import recognizer_timing as rt
 from tests.fakes.grpc_server import LoopbackGrpcServer
 
 BYTES_PER_MS = 8  # 8 kHz mu-law
@@ -97,7 +103,8 @@ class Word:
 class Result:
     is_final: bool
     words: tuple[Word, ...]
-    end_ms: float  # Google's result_end_time: audio processed so far on this stream
+    end_ms: float | None  # Google's result_end_time on this stream (None: not sent)
+    offsets: bool = True  # a final's word times are sent (when the config asks for them)
 
     @property
     def transcript(self) -> str:
@@ -171,7 +178,7 @@ def _alternative(result: Result, *, with_words: bool) -> speech.SpeechRecognitio
             )
             for w in result.words
         ]
-        if with_words and result.is_final
+        if with_words and result.is_final and result.offsets
         else []
     )
     return speech.SpeechRecognitionAlternative(
@@ -248,6 +255,7 @@ class FakeSpeechServer(LoopbackGrpcServer):
         max_request_bytes: int = MAX_REQUEST_BYTES,
         recognize_delay_s: float = 0.0,
         bare_finals: bool = False,
+        timing: TimingPlan | None = None,
     ) -> None:
         super().__init__()
         self.stream_limit_s = stream_limit_s
@@ -261,6 +269,8 @@ class FakeSpeechServer(LoopbackGrpcServer):
         self.max_request_bytes = max_request_bytes
         self.recognize_delay_s = recognize_delay_s
         self.bare_finals = bare_finals
+        self.timing = timing
+        self.stream_ends_used: set[int] = set()  # the plan's stream ends, each ends one stream
         self.streams: list[StreamLog] = []
         self.recognitions: list[RecognizeLog] = []
         self._stream_faults: list[Fault] = []
@@ -383,7 +393,11 @@ class FakeSpeechServer(LoopbackGrpcServer):
         linear16 = config.encoding == speech.RecognitionConfig.AudioEncoding.LINEAR16
         with_words = config.enable_word_time_offsets
         interim = first.streaming_config.interim_results
-        decoder = Decoder(endpoint_ms=self.endpoint_ms, min_word_ms=self.min_word_ms)
+        decoder: Decoder | _TimedStream
+        if self.timing is not None:
+            decoder = _TimedStream(self, log, self.timing)
+        else:
+            decoder = Decoder(endpoint_ms=self.endpoint_ms, min_word_ms=self.min_word_ms)
         while True:
             request = self._next(log, inbox)
             if request is _END:
@@ -457,7 +471,9 @@ class FakeSpeechServer(LoopbackGrpcServer):
                         alternatives=[_alternative(result, with_words=with_words and not bare)],
                         is_final=result.is_final,
                         stability=0.0 if result.is_final else 0.9,
-                        result_end_time=None if bare else _duration(result.end_ms),
+                        result_end_time=(
+                            None if bare or result.end_ms is None else _duration(result.end_ms)
+                        ),
                         language_code=language.lower(),
                     )
                 ]
@@ -502,6 +518,164 @@ class FakeSpeechServer(LoopbackGrpcServer):
             ],
             total_billed_time=_duration(len(audio) / BYTES_PER_MS),
         )
+
+
+# --- the timing simulator ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    """What the timing simulator says and when: the call's words and a schedule for them.
+
+    Times are on the call's audio (ms from its first byte), as `render` lays the words out.
+    """
+
+    script: tuple[rt.Utterance, ...]
+    schedule: rt.Schedule
+    seed: int = 0
+
+    @classmethod
+    def draw(
+        cls, script: list[rt.Utterance], seed: int, params: rt.TimingParams | None = None
+    ) -> TimingPlan:
+        """Draw the recognizer's schedule for `script` from `seed`."""
+        return cls(tuple(script), rt.schedule(script, random.Random(seed), params), seed)
+
+    def words(self) -> list[str]:
+        return [w.text for u in self.script for w in u.words]
+
+
+def render(script: list[rt.Utterance], *, tail_ms: int = 2000) -> bytes:
+    """Render timed words as scripted audio (a run of the word's code from its start to end)."""
+    end_ms = (script[-1].end_ms if script else 0) + tail_ms
+    out = bytearray([SILENCE]) * (end_ms * BYTES_PER_MS)
+    for utterance in script:
+        for w in utterance.words:
+            code = WORD_CODE_BASE + VOCABULARY.index(w.text)
+            out[w.start_ms * BYTES_PER_MS : w.end_ms * BYTES_PER_MS] = bytes([code]) * (
+                (w.end_ms - w.start_ms) * BYTES_PER_MS
+            )
+    return bytes(out)
+
+
+def spoken(utterances: list[list[str]], **speak_options: int) -> list[rt.Utterance]:
+    """Lay out scripted utterances in time exactly as `speak` renders them."""
+    return rt.layout(utterances, **speak_options)
+
+
+class _TimedStream:
+    """One stream answering on the plan's schedule, clocked by the audio it has received.
+
+    A stream may begin anywhere in the call (a replay starts at the engine's cut): it finds
+    where from the first run boundary it hears (words are unique in a plan's script), then
+    sends each scheduled response once its audio reaches the response's time, with only the
+    words it heard (a word whose middle it heard). Half-close finalizes what it heard and had
+    not finalized. A stream end of the plan ends the first stream whose audio reaches it.
+    """
+
+    def __init__(self, server: FakeSpeechServer, log: StreamLog, plan: TimingPlan) -> None:
+        self.server = server
+        self.log = log
+        self.plan = plan
+        self.pos = 0  # bytes received
+        self.offset_ms: float | None = None  # call time of this stream's first byte
+        self._last: int | None = None  # last byte received
+        self._next = 0  # index of the next scheduled response
+        self._final_starts: set[int] = set()  # words (by start) this stream finalized
+        self._starts = {w.start_ms: w for u in plan.script for w in u.words}
+        self._by_text = {w.text: w for u in plan.script for w in u.words}
+        self._rng = random.Random(plan.seed * 1000 + log.index)
+
+    def feed(self, audio: bytes) -> list[Result]:
+        if self.offset_ms is None:
+            self._locate(audio)
+        self.pos += len(audio)
+        if audio:
+            self._last = audio[-1]
+        if self.offset_ms is None:
+            return []
+        now = self.offset_ms + self.pos / BYTES_PER_MS
+        self._maybe_end(now)
+        out = []
+        responses = self.plan.schedule.responses
+        while self._next < len(responses) and responses[self._next].at_ms <= now:
+            result = self._result(responses[self._next], now)
+            self._next += 1
+            if result is not None:
+                out.append(result)
+        return out
+
+    def finish(self) -> list[Result]:
+        if self.offset_ms is None:
+            return []
+        now = self.offset_ms + self.pos / BYTES_PER_MS
+        heard = [
+            w
+            for w in self._heard(w for u in self.plan.script for w in u.words)
+            if w.start_ms < now and w.start_ms not in self._final_starts
+        ]
+        if not heard:
+            return []
+        # Flags of the final it would have sent next: half-close finals are bare sometimes too.
+        pending = [r for r in self.plan.schedule.responses[self._next :] if r.is_final]
+        with_end = pending[0].result_end_ms is not None if pending else True
+        offsets = pending[0].word_offsets if pending else True
+        return [self._final(heard, now if with_end else None, offsets)]
+
+    def _locate(self, audio: bytes) -> None:
+        prev = self._last
+        for i, byte in enumerate(audio):
+            if prev is not None and byte != prev:
+                if byte in _CODE_TO_WORD:  # a word begins here
+                    at = self._by_text[_CODE_TO_WORD[byte]].start_ms
+                elif prev in _CODE_TO_WORD:  # a word ends here
+                    at = self._by_text[_CODE_TO_WORD[prev]].end_ms
+                else:
+                    prev = byte
+                    continue
+                self.offset_ms = at - (self.pos + i) / BYTES_PER_MS
+                return
+            prev = byte
+
+    def _heard(self, words: Iterable[rt.Word]) -> list[rt.Word]:
+        assert self.offset_ms is not None
+        return [w for w in words if (w.start_ms + w.end_ms) / 2 >= self.offset_ms]
+
+    def _result(self, response: rt.Response, now: float) -> Result | None:
+        heard = self._heard(response.words)
+        if not response.is_final:
+            return Result(False, self._words(heard), now - self.offset_ms) if heard else None
+        heard = [w for w in heard if w.start_ms not in self._final_starts]
+        if not heard:
+            return None
+        end = response.result_end_ms
+        return self._final(heard, end, response.word_offsets)
+
+    def _final(self, heard: list[rt.Word], end_ms: float | None, offsets: bool) -> Result:
+        assert self.offset_ms is not None
+        self._final_starts.update(w.start_ms for w in heard)
+        end = None if end_ms is None else end_ms - self.offset_ms
+        return Result(True, self._words(heard), end, offsets)
+
+    def _words(self, heard: list[rt.Word]) -> tuple[Word, ...]:
+        assert self.offset_ms is not None
+        return tuple(
+            Word(w.text, w.start_ms - self.offset_ms, w.end_ms - self.offset_ms) for w in heard
+        )
+
+    def _maybe_end(self, now: float) -> None:
+        assert self.offset_ms is not None
+        with self.server._lock:
+            due = [
+                t
+                for t in self.plan.schedule.stream_ends_ms
+                if self.offset_ms <= t <= now and t not in self.server.stream_ends_used
+            ]
+            if not due:
+                return
+            self.server.stream_ends_used.add(due[0])
+        code = self._rng.choice([None, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED])
+        self.server._fault(self.log, Fault(code, "the timing plan ends this stream"))
 
 
 def _which(request: speech.StreamingRecognizeRequest) -> str | None:
@@ -640,12 +814,20 @@ def main() -> None:
     parser.add_argument("--stream-limit", type=float, default=305.0, help="seconds per stream")
     parser.add_argument("--audio-timeout", type=float, default=10.0, help="seconds without audio")
     parser.add_argument("--write-wav", help="write scripted caller audio the fake recognizes")
+    parser.add_argument(
+        "--timing-seed",
+        type=int,
+        help="answer the sample script on a network recognizer's timing drawn from this seed",
+    )
     args = parser.parse_args()
     if args.write_wav:
         write_ulaw_wav(args.write_wav, speak(SAMPLE_SCRIPT))
         print(f"caller audio: {args.write_wav} ({' | '.join(map(' '.join, SAMPLE_SCRIPT))})")
+    timing = None
+    if args.timing_seed is not None:
+        timing = TimingPlan.draw(spoken(SAMPLE_SCRIPT), args.timing_seed)
     server = FakeSpeechServer(
-        stream_limit_s=args.stream_limit, audio_timeout_s=args.audio_timeout
+        stream_limit_s=args.stream_limit, audio_timeout_s=args.audio_timeout, timing=timing
     ).start(args.port)
     print(f"fake Google Speech on {server.host} (GOOGLE_SPEECH_EMULATOR_HOST)", flush=True)
     server.serve_until_interrupted()

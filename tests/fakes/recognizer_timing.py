@@ -13,8 +13,8 @@ The distributions (issue 12, and Google's published end-of-speech → final figu
   40 + 560·Beta(1.3, 4) (mode ~90 ms, median ~170 ms).
 - interims: every 100-300 ms (uniform). With `p_repeat` an interim repeats the previous text
   (Google's stability does this); otherwise it carries the words spoken so far (a word counts
-  once it has begun). Interims stop at the final, or a uniform 0-`max_interims_after_end_ms`
-  after the end of speech, whichever comes first.
+  once 20 ms of it was spoken). Interims stop at the final, or a uniform
+  0-`max_interims_after_end_ms` after the end of speech, whichever comes first.
 - final, end of speech → final: published median ~880 ms, p95 ~1,155 ms, p99 ~1,570 ms. Drawn by
   inverse transform: up to the 95th percentile a lognormal with median 880 ms and
   sigma = ln(1155 / 880) / 1.645 ≈ 0.165 (so its p95 is 1,155 ms); above it, the quantile is linear
@@ -55,6 +55,7 @@ FINAL_P99_MS = 1570
 _STANDARD_NORMAL = NormalDist()
 FINAL_SIGMA = math.log(FINAL_P95_MS / FINAL_MEDIAN_MS) / _STANDARD_NORMAL.inv_cdf(0.95)
 LATE_FINAL_AFTER_NEXT_ONSET_MS = (20, 400)
+WORD_HEARD_MS = 20  # an interim carries a word once this much of it was spoken (one frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +195,7 @@ def schedule(
         t = onset + first_interim_delay_ms(rng, params)
         shown: tuple[Word, ...] = ()
         while t < stop_interims or not shown:  # at least one interim per segment
-            spoken = tuple(w for w in words if w.start_ms <= t) or words[:1]
+            spoken = tuple(w for w in words if w.start_ms + WORD_HEARD_MS <= t) or words[:1]
             repeat = bool(shown) and rng.random() < params.p_repeat
             text = shown if repeat else spoken
             stability = round(
@@ -271,7 +272,7 @@ def scripts(
     The pause is at least `min_pause_ms` so a local VAD can tell the utterances apart (it needs
     its hangover of silence); within an utterance, a gap stays under a 180 ms hangover.
     """
-    t = draw(st.integers(100, 600))
+    t = draw(st.integers(5, 30)) * 20  # on the 20 ms frame grid, as are all the times below
     count = draw(st.integers(1, max_utterances))
     out = []
     for _ in range(count):

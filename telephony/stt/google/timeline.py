@@ -6,19 +6,25 @@ the same timeline. That is what makes stream changes lossless:
 
 - a new stream (rotation before Google's ~305 s limit, or a reconnect after a fault) first
   replays the audio after the cut (the end of the last published final), then live audio;
-- finals are de-duplicated by time: a word whose middle lies at or before the cut is dropped,
-  whichever stream reports it first; the words a retired stream heard last may be cut off, so
-  they are left to the next stream, which heard them whole;
+- finals are de-duplicated by time: a word whose middle lies at or before the cut other streams
+  (and single requests) made is dropped, whichever stream reports it first; a stream's own
+  finals never overlap (Google does not repeat itself within a stream), so its own cut does not
+  apply to it: a final placed too far (one with no time) cannot drop its next words;
+- the words a retired stream heard last may be cut off, so they are left to the next stream,
+  which heard them whole;
 - an interim repeats no published word and no earlier interim;
-- a final with no time at all (no `result_end_time`, no word offsets) is placed where its
-  stream's audio stood when it arrived, and kept: only words another stream already published
-  from the same audio are skipped, by text, as interims are.
+- a final with no time at all (no `result_end_time`, no word offsets) is kept. Its words are
+  somewhere before its arrival: the cut moves to the end of the first utterance the local VAD
+  heard end since the cut (never further: a late final arrives after the next utterance began,
+  and a cut past that start would lose it on a replay), or to its arrival without a VAD. Words
+  it published past the cut are skipped by text when another stream reports them again.
 
 Pure: no threads, no gRPC, no clock. The session calls it with its own lock held.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -79,8 +85,12 @@ class StreamSpan:
 
     start_ms: float
     retired_at_ms: float | None = None  # timeline end of its audio once retired
+    cut_ms: float = 0.0  # the furthest cut its own finals made
     # Words other streams published that this one heard too; stripped from its interims.
     known: list[TimedWord] = field(default_factory=list)
+    # Words published with no time that this one may have heard too, each with the timeline
+    # point it was heard before; stripped by text from its finals and interims.
+    untimed: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +114,13 @@ class Timeline:
         self.taken = 0  # timeline offset of the next byte taken
         self.cut_ms = 0.0  # end of what is published: the de-duplication cut and replay start
         self.finals = 0  # finals accepted (each may move the cut)
+        self._ended_cut = 0.0  # the furthest cut of ended streams and single requests
         self._last_interim = ""
-        # Streams still hearing live audio: published words are added to their `known`.
-        self._live: list[StreamSpan] = []
+        self._live: list[StreamSpan] = []  # streams still hearing live audio
+        # Streams not ended (live or retired): published words they heard go to their `known`.
+        self._open: list[StreamSpan] = []
+        # Words published with no time, and the point each was heard before (see `untimed`).
+        self._untimed: list[tuple[str, float]] = []
         # Local VAD: marks wait for their frame to be taken, then get a timeline offset.
         self._marks: deque[tuple[str, int, int]] = deque()  # (kind, utterance, frame seq)
         self._vad: OrderedDict[int, list[int | None]] = OrderedDict()  # n -> [start, end]
@@ -183,7 +197,9 @@ class Timeline:
     def open_span(self, start: int) -> StreamSpan:
         """Place a new stream whose first audio byte is at offset `start`."""
         span = StreamSpan(start_ms=start / self.bytes_per_ms)
+        span.untimed = [(w, before) for w, before in self._untimed if before >= span.start_ms]
         self._live.append(span)
+        self._open.append(span)
         return span
 
     def retire(self, span: StreamSpan, end_ms: float) -> None:
@@ -194,6 +210,15 @@ class Timeline:
     def end(self, span: StreamSpan) -> None:
         """The stream has ended: it reports nothing more."""
         self._drop(span)
+        if span in self._open:
+            self._open.remove(span)
+            self._ended_cut = max(self._ended_cut, span.cut_ms)
+
+    def others_cut(self, span: StreamSpan | None) -> float:
+        """The cut made by everything but `span`: what its finals are de-duplicated against."""
+        return max(
+            [self._ended_cut, *(o.cut_ms for o in self._open if o is not span)],
+        )
 
     def _drop(self, span: StreamSpan) -> None:
         if span in self._live:
@@ -226,15 +251,16 @@ class Timeline:
             return ""
         if not words:
             # No word times: all or nothing, by where the result ends.
-            if end_ms <= self.cut_ms:
+            if end_ms <= self.others_cut(span):
                 return ""
             self._advance_cut(end_ms, [], span)
-            text = transcript
+            text = self._skip_untimed(span, transcript.split())
+            self._share_untimed(span, text.split(), end_ms)
         else:
             whole = len(words)
             if span.retired_at_ms is not None:
                 words = [w for w in words if w.end_ms < span.retired_at_ms - TRUNCATION_GUARD_MS]
-            kept = words_after(words, self.cut_ms)
+            kept = words_after(words, self.others_cut(span))
             if not kept:
                 return ""
             # A retired stream's final ends where its kept words end: what follows is the next
@@ -245,6 +271,10 @@ class Timeline:
                 cut = max(end_ms, kept[-1].end_ms)
             self._advance_cut(cut, kept, span)
             text = transcript if len(kept) == whole else " ".join(w.text for w in kept)
+            # Words published with no time before this final's first word began are behind
+            # this stream: it would have reported them by now.
+            span.untimed = [(w, b) for w, b in span.untimed if b > kept[0].start_ms]
+            text = self._skip_untimed(span, text.split())
         if text:
             self._last_interim = ""
         return text
@@ -252,26 +282,59 @@ class Timeline:
     def _accept_untimed(self, span: StreamSpan, transcript: str, arrival_ms: float) -> str:
         """Keep a final with no time: it is about audio its stream had heard by `arrival_ms`.
 
-        Its time cannot drop it (it would be dropped for good: nothing replays audio the cut
-        has passed). Its first words are skipped if another stream already published them
-        from the same audio (`known`, compared by text).
+        Its time cannot drop it. Its first words are skipped if another stream already
+        published them from the same audio (`known` by time, `untimed` by text).
         """
-        said = transcript.split()
-        known = [w.text for w in span.known]
+        said = [w for w in transcript.split() if w]
+        known = [w.text for w in span.known if w.mid_ms <= arrival_ms]
         skip, upto = _published_prefix(said, known)
-        span.known = span.known[upto:]
-        said = said[skip:]
-        if not said:
+        if skip:
+            span.known = span.known[upto:]
+            said = said[skip:]
+        text = self._skip_untimed(span, said)
+        if not text:
             return ""
-        placed = max(self.cut_ms, arrival_ms)
-        self._advance_cut(placed, [TimedWord(w, placed, placed) for w in said], span)
+        placed = self._place_untimed(arrival_ms)
+        self._advance_cut(placed, [], span)
+        self._share_untimed(span, text.split(), arrival_ms)
         self._last_interim = ""
-        return " ".join(said)
+        return text
+
+    def _share_untimed(self, source: StreamSpan, words: list[str], before_ms: float) -> None:
+        """Tell the other streams (and those to come) of words published without their times.
+
+        They lie before `before_ms`; a stream that began at or before that may report them.
+        """
+        self._untimed = [(w, b) for w, b in self._untimed if b >= self.cut_ms]
+        self._untimed.extend((w, before_ms) for w in words)
+        for other in self._open:
+            if other is not source and other.start_ms <= before_ms:
+                other.untimed.extend((w, before_ms) for w in words)
+
+    def _place_untimed(self, arrival_ms: float) -> float:
+        """Where the cut goes after a final with no time that arrived at `arrival_ms`."""
+        bpm = self.bytes_per_ms
+        ends = [span[1] / bpm for span in self._vad.values() if span[1] is not None]
+        if not self._vad:
+            return max(self.cut_ms, arrival_ms)  # no VAD to go by: its arrival
+        # The first utterance heard whole since the cut: the final is about it at least.
+        after = [end for end in ends if self.cut_ms < end <= arrival_ms]
+        return min(after) if after else self.cut_ms
+
+    def _skip_untimed(self, span: StreamSpan, said: list[str], *, final: bool = True) -> str:
+        """Drop `said`'s first words if they were published with no time already (by text).
+
+        A final uses them up; an interim does not (the final after it must skip them too).
+        """
+        skip, upto = _published_prefix(said, [w for w, _b in span.untimed])
+        if skip and final:
+            span.untimed = span.untimed[upto:]
+        return " ".join(said[skip:])
 
     def accept_recognized(self, words: list[TimedWord], texts: list[str], end_ms: float) -> str:
         """Take a single request's result for audio up to `end_ms`; return its new text."""
         if words:
-            kept = words_after(words, self.cut_ms)
+            kept = words_after(words, self.others_cut(None))
             text = " ".join(w.text for w in kept)
         else:
             kept = []
@@ -282,10 +345,17 @@ class Timeline:
 
     def _advance_cut(self, cut_ms: float, kept: list[TimedWord], source: StreamSpan | None) -> None:
         self.cut_ms = max(self.cut_ms, cut_ms)
+        if source is None:
+            self._ended_cut = max(self._ended_cut, cut_ms)
+        else:
+            source.cut_ms = max(source.cut_ms, cut_ms)
         self.finals += 1
-        for other in self._live:
+        # Every stream not ended learns of words it heard too: a retired one's last final may
+        # come with no time, and then only their text tells them apart.
+        for other in self._open:
             if other is not source:
-                other.known.extend(w for w in kept if w.mid_ms > other.start_ms)
+                heard_until = other.retired_at_ms if other.retired_at_ms is not None else math.inf
+                other.known.extend(w for w in kept if other.start_ms < w.mid_ms < heard_until)
 
     def interim(self, span: StreamSpan, texts: list[str]) -> str:
         """Return the text of a stream's interim results worth publishing ("" if none)."""
@@ -300,7 +370,7 @@ class Timeline:
                 words = []
             else:
                 return ""  # cannot tell the new words from the published ones: wait for a final
-        text = " ".join(words)
+        text = self._skip_untimed(span, words, final=False)
         if not text or text == self._last_interim:
             return ""
         self._last_interim = text

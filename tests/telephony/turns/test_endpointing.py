@@ -421,7 +421,9 @@ def test_empty_hypotheses_open_no_utterance() -> None:
     assert [(e.kind, e.utterance) for e in line.events] == [("partial", 1)]
 
 
-def test_after_an_engine_final_new_engine_text_is_a_new_utterance() -> None:
+def test_an_engine_result_after_its_final_on_the_same_speech_revises_it() -> None:
+    # Invariant 6 (a split): the VAD still hears the same utterance, so the engine's second
+    # result is more of it, not a new utterance; its final joins the first (a REVISED).
     line = Line()
     line.feed([SILENCE] * 5 + [VOICE] * 40)
     line.say("first sentence", final=True)
@@ -433,11 +435,22 @@ def test_after_an_engine_final_new_engine_text_is_a_new_utterance() -> None:
     line.say("second sentence", final=True)
     assert [(e.kind, e.text, e.utterance) for e in line.events] == [
         ("final", "first sentence", 1),
-        ("partial", "second", 2),
-        ("final", "second sentence", 2),
+        ("revision", "first sentence second sentence", 1),
     ]
     line.speak_and_stop()
-    assert line.starts[-1][0] == 3
+    assert line.starts[-1][0] == 2
+
+
+def test_engine_text_long_after_its_last_final_without_speech_is_a_new_utterance() -> None:
+    line = Line(engine_lag_ms=2000)
+    line.speak_and_stop()
+    line.say("first sentence", final=True)
+    line.wait(2001)  # past any engine lag, and the VAD heard nothing since
+    line.say("quiet words")
+    assert [(e.kind, e.text, e.utterance) for e in line.events] == [
+        ("final", "first sentence", 1),
+        ("partial", "quiet words", 2),
+    ]
 
 
 # --- close, failures, threads -----------------------------------------------------------------

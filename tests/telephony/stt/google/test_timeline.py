@@ -198,14 +198,17 @@ def test_a_rotation_publishes_each_word_once() -> None:
     assert timeline.finals == 3
 
 
-def test_a_retired_stream_publishes_no_interim_and_hears_no_published_words() -> None:
+def test_a_retired_stream_publishes_no_interim_and_learns_what_it_heard_too() -> None:
     timeline = mulaw_timeline()
     old = timeline.open_span(0)
     timeline.retire(old, 1000.0)
     new = timeline.open_span(0)
     assert timeline.interim(old, ["a"]) == ""
     timeline.accept_final(new, "a", 400.0, words(("a", 100, 300)), arrival_ms=400.0)
-    assert old.known == []
+    timeline.accept_final(new, "z", 1400.0, words(("z", 1100, 1300)), arrival_ms=1400.0)
+    # Its last final may come with no time: "a" (before it was let go) is told apart by text.
+    assert old.known == words(("a", 100, 300))
+    assert timeline.accept_final(old, "a", None, [], arrival_ms=1000.0) == ""
     ended = timeline.open_span(0)
     timeline.end(ended)
     timeline.accept_final(new, "b", 800.0, words(("b", 500, 700)), arrival_ms=800.0)
@@ -227,10 +230,10 @@ def test_an_interim_is_published_once_until_a_final_comes() -> None:
 def test_a_final_without_word_times_is_all_or_nothing() -> None:
     timeline = mulaw_timeline()
     span = timeline.open_span(0)
+    other = timeline.open_span(0)  # another stream that heard the same audio
     assert timeline.accept_final(span, " שלום ", 500.0, [], arrival_ms=500.0) == "שלום"
-    assert (
-        timeline.accept_final(span, "שלום", 500.0, [], arrival_ms=500.0) == ""
-    )  # ends where the cut is: old
+    # It ends where the other stream's cut is: old. (A stream never repeats its own finals.)
+    assert timeline.accept_final(other, "שלום", 500.0, [], arrival_ms=500.0) == ""
     assert timeline.accept_final(span, "", 900.0, [], arrival_ms=900.0) == ""
     assert timeline.cut_ms == 500.0
     assert timeline.accept_final(span, "תור", 900.0, [], arrival_ms=900.0) == "תור"
@@ -261,6 +264,23 @@ def test_a_bare_final_skips_words_another_stream_published_from_the_same_audio()
     # The new stream heard "a b" again and then "c": only "c" is new.
     assert timeline.accept_final(new, "a b c", None, [], arrival_ms=2000.0) == "c"
     assert timeline.cut_ms == 2000.0
+
+
+def test_a_stream_s_own_cut_never_drops_its_next_words() -> None:
+    # Issue 12 (split finals): a final with no time is placed at the end of the utterance the VAD
+    # heard, past words the same stream finalizes next; they are not old, they are the rest.
+    timeline = mulaw_timeline()
+    timeline.mark("start", 1, 10)
+    timeline.mark("end", 1, 80)
+    timeline.take(frames(0, 120), keep_ms=20_000)
+    span = timeline.open_span(0)
+    assert timeline.accept_final(span, "a b", None, [], arrival_ms=2300.0) == "a b"
+    assert timeline.cut_ms == 80 * FRAME / BPM
+    rest = words(("c", 1200, 1340))
+    assert timeline.accept_final(span, "c", None, rest, arrival_ms=2400.0) == "c"
+    # Another stream that heard "c" too drops it by time.
+    other = timeline.open_span(0)
+    assert timeline.accept_final(other, "c", None, rest, arrival_ms=2500.0) == ""
 
 
 def test_a_single_request_drops_words_a_stream_already_published() -> None:

@@ -1,0 +1,265 @@
+"""The endpointing invariants (telephony/turns/endpointing.py's docstring), one case each.
+
+Real webrtcvad on synthetic voice, time driven by a fake clock; engine hypotheses unnumbered,
+as Google's are, unless a test says otherwise.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from telephony.media.audio import SILENCE_FRAME
+from tests.helpers.speech import VOICE
+from tests.telephony.turns.test_endpointing import Line
+
+SILENCE = SILENCE_FRAME
+
+
+def finals(line: Line) -> list[tuple[int, str, bool]]:
+    return [(e.utterance, e.text, e.local) for e in line.events if e.kind == "final"]
+
+
+def after_speech(line: Line) -> list[tuple[str, str, int]]:
+    return [(e.kind, e.text, e.utterance) for e in line.events if e.kind != "partial"]
+
+
+def quiet_until_ended(line: Line) -> None:
+    while line.ep.speaking:
+        line.feed([SILENCE])
+
+
+def utterance(line: Line, interims: list[str]) -> None:
+    """Speak 200 ms per interim, the engine saying each after its 200 ms; then let speech end."""
+    for text in interims:
+        line.feed([VOICE] * 10)
+        line.say(text)
+    quiet_until_ended(line)
+
+
+# --- 1, 2, 3: the issue's bug ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("final_after_end_ms", "expected"),
+    [
+        (300, [("final", "check my order", 1)]),  # the engine's final before the local timeout
+        (880, [("final", "check", 1), ("revision", "check my order", 1)]),  # Google's median
+    ],
+)
+def test_an_interim_before_the_vad_confirms_speech_joins_that_utterance(
+    final_after_end_ms: int, expected: list[tuple[str, str, int]]
+) -> None:
+    """Issue 12: the first interim 30 ms into speech, then the same text repeated.
+
+    Before the fix it opened an utterance of its own, which got a local FINAL of its first word
+    350 ms after the caller began (30 + 320), while still speaking; the engine's final was a
+    second FINAL.
+    """
+    line = Line(min_speech_ms=60, hangover_ms=180, timeout_ms=320, tick_ms=20)
+    line.feed([SILENCE] * 10)
+    line.feed([VOICE])  # 20 ms of speech: the VAD has not confirmed it (60 ms)
+    line.clock.advance_ms(10)
+    line.say("check")
+    for _ in range(10):  # one second of speech, the engine repeating itself every 100 ms
+        line.feed([VOICE] * 5)
+        line.say("check")
+        assert finals(line) == [], "a FINAL while the caller speaks"
+    quiet_until_ended(line)
+    line.wait(final_after_end_ms)
+    line.say("check my order", final=True)
+    line.wait(1000)
+    assert [n for n, _ in line.starts] == [1]
+    assert after_speech(line) == expected
+    # Where the caller began, not where the engine first spoke.
+    assert {e.offset_ms for e in line.events} == {200}
+    assert [(e.kind, e.text) for e in line.events if e.kind == "partial"] == [("partial", "check")]
+
+
+def test_a_word_heard_before_any_speech_frame_is_adopted_by_the_vad() -> None:
+    # The VAD may flag a frame or two late: the engine's word opens an utterance, and the VAD's
+    # speech then confirms that one (same number, the VAD's callbacks carry it).
+    line = Line()
+    line.feed([SILENCE] * 10)
+    line.say("hello")
+    utterance(line, ["hello", "hello there"])
+    line.say("hello there", final=True)
+    assert line.starts == [(1, 260)]
+    assert after_speech(line) == [("final", "hello there", 1)]
+    assert line.events[0].offset_ms == 200
+
+
+def test_the_next_utterances_first_word_before_the_vad_confirms_is_not_the_last_ones() -> None:
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["one", "one two"])
+    line.say("one two", final=True)
+    line.feed([SILENCE] * 20)  # 400 ms: well within any engine lag
+    line.feed([VOICE])
+    line.clock.advance_ms(10)
+    line.say("three")  # could be more of utterance 1 (a split) until the VAD confirms speech
+    utterance(line, ["three", "three four"])
+    line.say("three four", final=True)
+    assert after_speech(line) == [("final", "one two", 1), ("final", "three four", 2)]
+    assert [n for n, _ in line.starts] == [1, 2]
+
+
+# --- 2, 4: timeouts --------------------------------------------------------------------------
+
+
+def test_repeated_interims_keep_an_utterance_the_vad_never_heard_alive() -> None:
+    line = Line(timeout_ms=320)
+    line.feed([SILENCE] * 10)
+    for _ in range(6):  # 1.2 s of the same words, every 200 ms
+        line.say("quiet voice")
+        line.wait(200)
+    assert after_speech(line) == []
+    line.wait(119)  # 319 ms since the last repeat
+    assert after_speech(line) == []
+    line.wait(1)
+    assert finals(line) == [(1, "quiet voice", True)]
+    assert [e.kind for e in line.events] == ["partial", "final"]  # repeats not republished
+
+
+def test_for_an_utterance_the_vad_heard_repeats_do_not_postpone_the_local_final() -> None:
+    line = Line(timeout_ms=320, tick_ms=20)
+    line.feed([SILENCE] * 10)
+    utterance(line, ["check"])
+    ended_at = line.ends[0][2]
+    while line.clock() < ended_at + 0.3:
+        line.say("check")  # Google repeats its interim until its final
+        line.wait(20)
+    line.wait(20)
+    assert finals(line) == [(1, "check", True)]
+
+
+def test_no_local_final_while_the_vad_hears_speech_however_long() -> None:
+    line = Line(timeout_ms=320)
+    line.feed([SILENCE] * 5)
+    line.feed([VOICE] * 5)
+    line.say("a long")
+    line.feed([VOICE] * 150)  # 3 s more of speech, the engine silent
+    assert finals(line) == []
+    quiet_until_ended(line)
+    line.wait(320)
+    assert finals(line) == [(1, "a long", True)]
+
+
+# --- 5: after a FINAL, only REVISEDs ---------------------------------------------------------
+
+
+def test_engine_finals_after_a_local_final_are_revisions_never_finals() -> None:
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["a", "a b"])
+    line.wait(400)
+    line.say("a b c", final=True)
+    line.say("d")  # a second result on the same speech (a split), within the engine's lag
+    line.say("d", final=True)
+    line.say("d", final=True, utterance=1)  # a numbered final replaces the text: a REVISED
+    assert after_speech(line) == [
+        ("final", "a b", 1),
+        ("revision", "a b c", 1),
+        ("revision", "a b c d", 1),
+        ("revision", "d", 1),
+    ]
+
+
+# --- 6: splits and merges --------------------------------------------------------------------
+
+
+def test_a_split_while_speaking_yields_one_final_and_a_revision() -> None:
+    line = Line()
+    line.feed([SILENCE] * 10)
+    line.feed([VOICE] * 10)
+    line.say("book")
+    line.say("book a", final=True)  # the engine cut the utterance here
+    line.feed([VOICE] * 10)
+    line.say("table")
+    quiet_until_ended(line)
+    line.wait(200)
+    line.say("table for two", final=True)
+    assert after_speech(line) == [
+        ("final", "book a", 1),
+        ("revision", "book a table for two", 1),
+    ]
+
+
+def test_a_merge_gives_the_words_past_the_first_final_to_the_second_utterance() -> None:
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["yes"])
+    line.wait(400)  # the local FINAL of utterance 1
+    line.feed([SILENCE] * 10)
+    utterance(line, ["yes", "yes please", "yes please now"])  # the engine's result goes on
+    line.say("yes please now", final=True)
+    assert after_speech(line) == [("final", "yes", 1), ("final", "please now", 2)]
+    partials = [(e.text, e.utterance) for e in line.events if e.kind == "partial"]
+    assert partials == [("yes", 1), ("please", 2), ("please now", 2)]
+
+
+def test_a_merge_that_rewrites_the_first_words_revises_the_first_utterance() -> None:
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["yeah"])
+    line.wait(400)
+    line.feed([SILENCE] * 10)
+    utterance(line, ["yeah", "yeah please"])
+    line.say("yes please", final=True)
+    assert after_speech(line) == [
+        ("final", "yeah", 1),
+        ("revision", "yes", 1),
+        ("final", "please", 2),
+    ]
+
+
+def test_a_late_final_after_the_next_onset_stays_with_its_utterance() -> None:
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["one two"])
+    line.wait(400)  # local FINAL
+    line.feed([SILENCE] * 20)
+    line.feed([VOICE] * 5)  # the next utterance has begun
+    line.say("one two")
+    line.say("one two", final=True)  # Google's final, only now
+    utterance(line, ["three"])
+    line.say("three", final=True)
+    assert after_speech(line) == [("final", "one two", 1), ("final", "three", 2)]
+
+
+def test_speech_the_engine_ignored_does_not_take_the_next_result() -> None:
+    line = Line(engine_lag_ms=2000)
+    line.feed([SILENCE] * 10)
+    line.feed([VOICE] * 10)  # a cough: the engine says nothing about it
+    quiet_until_ended(line)
+    line.feed([SILENCE] * 110)  # 2.2 s
+    utterance(line, ["hello"])
+    line.say("hello", final=True)
+    assert after_speech(line) == [("final", "hello", 2)]
+
+
+@pytest.mark.parametrize("voiced_frames_before", [0, 1])
+def test_a_merged_word_heard_with_the_next_speech_waits_for_its_utterance(
+    voiced_frames_before: int,
+) -> None:
+    # The engine names the next utterance's first word 10 ms before the VAD heard a frame of it
+    # (0), or while the VAD has heard 20 ms of it, not enough to confirm (1): the word is the
+    # next utterance's, not more of the last one's, although no engine final came in between.
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["yes"])
+    line.feed([SILENCE] * 10)
+    line.feed([VOICE] * voiced_frames_before)
+    line.clock.advance_ms(10)
+    line.say("yes please")
+    utterance(line, ["yes please"])
+    line.wait(400)
+    line.say("yes please", final=True)
+    assert after_speech(line) == [
+        ("final", "yes", 1),
+        ("final", "please", 2),
+    ]
+    # Before the VAD heard anything (0) the partial could only go to utterance 1: partials are
+    # provisional, and its FINAL holds only its own word.
+    partials = [(e.text, e.utterance) for e in line.events if e.kind == "partial"]
+    assert partials[-1] == ("please", 2)
+    assert ("yes please", 1) not in partials or voiced_frames_before == 0
