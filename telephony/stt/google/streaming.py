@@ -7,7 +7,9 @@ generator in a thread of its own (named `stt-q<k>-<sid>` at the OS level once it
 generator returns as soon as its stream stops owning the queue (benchmarks sort the threads' CPU
 by these OS names: `top -H`, /proc). A retired stream is half-closed and read until Google
 closes it (its last final comes then), while the next one replays what is not final yet
-(`timeline`).
+(`timeline`). Live audio goes in BATCH_MS requests from speech onset until Google's final is
+due, and in GOOGLE_STT_QUIET_BATCH_MS ones while the caller listens: each request costs the
+gRPC client three thread hand-offs (its request thread, its channel's poller, and back).
 """
 
 from __future__ import annotations
@@ -244,7 +246,7 @@ class GoogleSttSession(SttSession):
     # --- streams --------------------------------------------------------------------------------
 
     def _requests(self, stream: _Stream) -> Iterator[speech.StreamingRecognizeRequest]:
-        """Yield the replay, then live audio in BATCH_MS batches, until the stream is let go."""
+        """Yield the replay, then live audio in batches (`_batch`), until the stream is let go."""
         name_this_thread(f"stt-q{stream.index}-{self.call_sid}")  # gRPC's thread, ours to name
         replay, stream.replay = stream.replay, b""
         step = self.config.catch_up_bytes
