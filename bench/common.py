@@ -151,6 +151,73 @@ def temp_database() -> str:
     return f"sqlite:///{workdir}/db.sqlite3"
 
 
+# --- STT_ENGINE=google: the fake Google on the callers' core -----------------------------------
+
+
+@dataclass
+class FakeGoogle:
+    """The fake Google Speech server's process: where to reach it, and its pid (for its CPU)."""
+
+    host: str
+    pid: int
+
+
+@contextlib.contextmanager
+def fake_google(args, *, workers: int = 256, options: Sequence[str] = ()) -> Iterator[FakeGoogle]:
+    """Run bench/fake_google.py on the callers' core (unless --no-pin) until the block ends."""
+    pin = ["taskset", "-c", str(CALLER_CPU)] if not args.no_pin else []
+    script = str(Path(__file__).with_name("fake_google.py"))
+    process = subprocess.Popen(
+        [*pin, sys.executable, script, "--workers", str(workers), *options],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        if not line.startswith("host "):
+            raise RuntimeError(f"the fake Google did not start: {line!r}")
+        yield FakeGoogle(host=line.split()[1], pid=process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def google_env(fake: FakeGoogle) -> dict[str, str]:
+    """The server settings that send STT to the fake Google."""
+    return {"STT_ENGINE": "google", "GOOGLE_SPEECH_EMULATOR_HOST": fake.host}
+
+
+def timing_simulator() -> bool:
+    """Whether the fake Google here has the timing simulator (`TimingPlan`)."""
+    from tests.fakes import google_speech
+
+    return hasattr(google_speech, "TimingPlan")
+
+
+def scripted_utterances() -> list[bytes]:
+    """The appointment script, one utterance each, as audio the fake Google recognizes."""
+    from tests.fakes.google_speech import APPOINTMENT_SCRIPT, speak
+
+    return [speak([u], lead_ms=0, pause_ms=0) for u in APPOINTMENT_SCRIPT]
+
+
+def scripted_wavs(workdir: str) -> list[str]:
+    """Write `scripted_utterances` as WAV files (for `gonogo --wav`); return their paths."""
+    from telephony.testing.caller.audio import write_ulaw_wav
+
+    paths = []
+    for i, audio in enumerate(scripted_utterances()):
+        path = str(Path(workdir) / f"utterance-{i}.wav")
+        write_ulaw_wav(path, audio)
+        paths.append(path)
+    return paths
+
+
 # --- A process's CPU and memory -----------------------------------------------------------------
 
 
@@ -198,6 +265,42 @@ class Meter:
     @property
     def share(self) -> float:
         return self.cpu_s / self.wall_s if self.wall_s else 0.0
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Each live thread of `pid`: tid -> (name as the kernel keeps it, CPU seconds so far)."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            text = (task / "stat").read_text()
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            fields = text.rsplit(")", 1)[1].split()
+            threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return threads
+
+
+def thread_kind(name: str) -> str:
+    """A thread's kind from its (15-character) name: the call id and counters left out."""
+    name = re.sub(r"CA[0-9a-f]*", "<sid>", name)
+    return re.sub(r"\d+", "N", name)
+
+
+def thread_cpu_summary(before: dict, after: dict, wall_s: float, calls: int, top: int = 12) -> str:
+    """CPU by kind of thread between two `thread_cpu` readings (threads alive at the end)."""
+    kinds: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    for tid, (name, cpu) in after.items():
+        kind = thread_kind(name)
+        kinds[kind] += cpu - before.get(tid, (name, 0.0))[1]
+        counts[kind] += 1
+    total = sum(kinds.values())
+    lines = [f"thread CPU over {wall_s:.0f} s: {total / wall_s * 100:.1f} % of a core in all"]
+    for kind, cpu in kinds.most_common(top):
+        lines.append(
+            f"  {cpu / wall_s * 100:6.2f} % core ({cpu / total * 100 if total else 0:5.1f} % of "
+            f"it, {cpu / wall_s * 100 / calls:.3f} %/call)  {counts[kind]:>4} x {kind}"
+        )
+    return "\n".join(lines)
 
 
 # --- The server's log ---------------------------------------------------------------------------
@@ -338,9 +441,9 @@ def profile_summary(path: str, top: int = 12) -> str:
     total = 0
     with open(path) as f:
         for line in f:
-            stack, _, count = line.rstrip().rpartition(" ")
-            if not stack:
-                continue
+            stack, _, count = line.strip("\0").rstrip().rpartition(" ")
+            if not stack or not count.isdigit():
+                continue  # py-spy's file can carry a torn line where it was stopped
             n = int(count)
             frames = stack.split(";")
             total += n

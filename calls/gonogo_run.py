@@ -31,7 +31,15 @@ from telephony.media.audio import SILENCE_FRAME
 from telephony.metrics.gonogo import DEFAULT_THRESHOLDS, Thresholds, Verdict, explain, judge
 from telephony.metrics.histogram import Snapshot
 from telephony.metrics.meters import SecondSample
-from telephony.testing.caller import CallReport, dial, new_sid, run, shared_ticker, speech_audio
+from telephony.testing.caller import (
+    CallReport,
+    dial,
+    new_sid,
+    read_wav_as_ulaw,
+    run,
+    shared_ticker,
+    speech_audio,
+)
 from telephony.turns.transcript import TranscriptEvent
 
 UTTERANCES = (
@@ -95,6 +103,7 @@ class CheckOptions:
     duration_s: float = 120.0
     ramp_s: float | None = None  # call starts spread over this long (None: 20 ms per call)
     texts: Sequence[str] = UTTERANCES
+    wavs: Sequence[str] = ()  # what the callers say, from WAV files (instead of `texts`)
     pause_s: float = 2.0  # silence after each utterance
     lead_silence_s: float | None = None  # None: the greeting's length
     speed: float = 1.0  # inbound rate as a multiple of real time
@@ -236,10 +245,17 @@ def database_name() -> str:
     return f"{db['ENGINE'].rsplit('.', 1)[-1]} {db.get('NAME')}"
 
 
+def utterance_audio(options: CheckOptions) -> list[bytes]:
+    """What the callers say, in turn: the WAV files' audio, else the texts spoken by espeak."""
+    if options.wavs:
+        return [read_wav_as_ulaw(path) for path in options.wavs]
+    return [speech_audio(text) for text in options.texts]
+
+
 def run_check(url: str, options: CheckOptions, *, write: Callable[[str], Any]) -> CheckResult:
     """Dial, show the figures as they come (through `write`), and judge every call."""
     duration = options.duration_s
-    utterances = [speech_audio(t) for t in options.texts]
+    utterances = utterance_audio(options)
     lead = options.lead_silence_s
     if lead is None:
         greeting = speech_audio(settings.GREETING_TEXT) if settings.GREETING_TEXT else b""

@@ -303,6 +303,9 @@ GOOGLE_STREAM_BACKOFF_MAX_S = env.float("GOOGLE_STREAM_BACKOFF_MAX_S", default=4
 GOOGLE_STREAM_MAX_FAILURES = env.int("GOOGLE_STREAM_MAX_FAILURES", default=3)
 # Frames waiting for a stream (5 s: a reconnect's backoff), then the oldest are dropped.
 GOOGLE_STT_QUEUE_FRAMES = env.int("GOOGLE_STT_QUEUE_FRAMES", default=250)
+# While the caller is quiet (no speech, none for 2 s), audio goes to Google in requests this
+# long instead of BATCH_MS: each request costs the gRPC client three thread hand-offs.
+GOOGLE_STT_QUIET_BATCH_MS = env.int("GOOGLE_STT_QUIET_BATCH_MS", default=200)
 GOOGLE_STT_REPLAY_MAX_MS = env.int("GOOGLE_STT_REPLAY_MAX_MS", default=20_000)
 GOOGLE_RECOGNIZE_TIMEOUT_S = env.float("GOOGLE_RECOGNIZE_TIMEOUT_S", default=10.0)
 GOOGLE_TTS_VOICE = env.str("GOOGLE_TTS_VOICE", default="he-IL-Wavenet-A")

@@ -19,9 +19,10 @@ pytestmark = pytest.mark.e2e
 # Each benchmark and lines its quick run must print (the figures themselves vary by machine).
 EXPECTED = {
     "pacing": [r"^\s+2 \| +\d+\.\d+ +\d+\.\d+/\d+\.\d+ .* \| .*\d+\.\d\d \d+\.\d+ \d+\.\d+$"],
-    "capacity": [r"^\s+2 +(GO|NO-GO) +\d/2 \|", r"^=> STT_ENGINE=none: "],
+    "capacity": [r"^ +none +2 +(GO|NO-GO) +\d/2 \|", r"^=> STT_ENGINE=none: "],
     "flood": [r"^flood call: sent \d+ frames", r"dropped \d+ \(drop-oldest", r"^  RSS each"],
     "startup": [r"^one at a time +2 \| +\d+\.\d", r"^all at once +2 \| .* \| +0 \| "],
+    "fidelity": [r"^\s+2 \| +\d+\.\d\d +\d+\.\d\d +\d+ +\d+ \| .* \| +\d/2 +\| "],
     "latency": [r"^FINAL: \d of 2 utterances", r"^clear: \d of 2 barge-ins"],
     "webhook_flood": [r"^flood: 500 unsigned in .*statuses \{403: 500\}", r"^gc pauses >= 2 ms"],
     "recording": [

@@ -11,17 +11,19 @@ from calls.gonogo_run import (
     BYTES_PER_S,
     CallFigures,
     CallResult,
+    CheckOptions,
     CheckResult,
     Watcher,
     judge_calls,
     lead_silence,
     speech_plan,
+    utterance_audio,
 )
 from calls.models import Call
 from calls.rows import StreamEnd
 from telephony.media.audio import SILENCE_FRAME
 from telephony.metrics.gonogo import DEFAULT_THRESHOLDS
-from telephony.testing.caller import CallReport
+from telephony.testing.caller import CallReport, write_ulaw_wav
 from tests.helpers.calls import START, started
 from tests.helpers.figures import said, sample
 
@@ -48,6 +50,16 @@ def test_the_caller_listens_to_the_greeting_unless_the_check_is_too_short() -> N
     # ... but listens half a second at least.
     assert lead_silence(first, greeting=greeting, pause_s=0.5, duration_s=1) == 0.5
     assert lead_silence(first, greeting=b"", pause_s=2, duration_s=10) == pytest.approx(0.7)
+
+
+def test_the_callers_say_the_wav_files_given_instead_of_the_texts(tmp_path) -> None:
+    # Scripted audio (runs of one mu-law value; 0xFF silence) survives the WAV as it is.
+    utterances = [bytes([0x10]) * 1600 + b"\xff" * 480, bytes([0x11, 0x12]) * 800]
+    paths = []
+    for i, audio in enumerate(utterances):
+        paths.append(str(tmp_path / f"{i}.wav"))
+        write_ulaw_wav(paths[-1], audio)
+    assert utterance_audio(CheckOptions(wavs=paths, texts=["not spoken"])) == utterances
 
 
 def healthy(call_sid: str, *, engine: str = "whisper", **call: object) -> CallFigures:

@@ -55,6 +55,12 @@ class Command(BaseCommand):
             help="What the callers say, in turn (repeatable; default: four order-line phrases).",
         )
         parser.add_argument(
+            "--wav",
+            action="append",
+            default=[],
+            help="What the callers say, from WAV files, in turn (repeatable; instead of --text).",
+        )
+        parser.add_argument(
             "--pause", type=float, default=2.0, help="Silence after each utterance (s)."
         )
         parser.add_argument(
@@ -110,6 +116,7 @@ class Command(BaseCommand):
             duration_s=options["duration"],
             ramp_s=options["ramp"],
             texts=options["text"] or UTTERANCES,
+            wavs=options["wav"],
             pause_s=options["pause"],
             lead_silence_s=options["lead_silence"],
             speed=options["speed"],

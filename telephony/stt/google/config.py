@@ -23,6 +23,7 @@ class GoogleSttConfig:
     model: str = ""  # empty: Google picks
     encoding: str = "MULAW"  # MULAW sends Twilio's bytes as is; LINEAR16 decodes them first
     batch_ms: int = 40
+    quiet_batch_ms: int = 0  # while the caller is quiet, longer requests (0: batch_ms always)
     queue_frames: int = 250
     rotate_s: float = 290.0
     replay_max_ms: int = 20_000
@@ -36,8 +37,16 @@ class GoogleSttConfig:
             raise ValueError("at least one endpoint is needed")
         if self.encoding not in ("MULAW", "LINEAR16"):
             raise ValueError(f"encoding must be MULAW or LINEAR16, not {self.encoding!r}")
-        if self.batch_ms < FRAME_MS or self.catch_up_bytes > MAX_REQUEST_BYTES:
-            raise ValueError("batch and catch-up requests must hold 20 ms to 25 KB of audio")
+        quiet_bytes = self.quiet_batch_ms * self.bytes_per_ms
+        if (
+            self.batch_ms < FRAME_MS
+            or self.catch_up_bytes > MAX_REQUEST_BYTES
+            or quiet_bytes > self.catch_up_bytes
+        ):
+            raise ValueError(
+                "batch and catch-up requests must hold 20 ms to 25 KB of audio, "
+                "a quiet batch no more than a catch-up request"
+            )
         # Zero would let the driver open streams without ever waiting: a hot loop.
         if self.rotate_s <= 0 or self.backoff_s <= 0 or self.backoff_max_s < self.backoff_s:
             raise ValueError("rotate_s and backoff_s must be positive, backoff_max_s >= backoff_s")
@@ -63,6 +72,7 @@ class GoogleSttConfig:
             model=settings.GOOGLE_SPEECH_MODEL,
             encoding=settings.GOOGLE_SPEECH_ENCODING.upper(),
             batch_ms=settings.BATCH_MS,
+            quiet_batch_ms=settings.GOOGLE_STT_QUIET_BATCH_MS,
             queue_frames=settings.GOOGLE_STT_QUEUE_FRAMES,
             rotate_s=settings.GOOGLE_STREAM_ROTATE_S,
             replay_max_ms=settings.GOOGLE_STT_REPLAY_MAX_MS,

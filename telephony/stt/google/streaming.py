@@ -3,9 +3,13 @@
 `write` only queues. Threads, all named after the call: `stt-<sid>` (the driver) runs the
 streams in turn; `stt-s<k>-<sid>` reads stream k's responses; `stt-recognize-<sid>` makes the
 single requests when streaming cannot be had (`single_request`). gRPC reads each stream's request
-generator in a thread of its own; a generator returns as soon as its stream stops owning the
-queue. A retired stream is half-closed and read until Google closes it (its last final comes
-then), while the next one replays what is not final yet (`timeline`).
+generator in a thread of its own (named `stt-q<k>-<sid>` at the OS level once it starts); a
+generator returns as soon as its stream stops owning the queue (benchmarks sort the threads' CPU
+by these OS names: `top -H`, /proc). A retired stream is half-closed and read until Google
+closes it (its last final comes then), while the next one replays what is not final yet
+(`timeline`). Live audio goes in BATCH_MS requests from speech onset until Google's final is
+due, and in GOOGLE_STT_QUIET_BATCH_MS ones while the caller listens: each request costs the
+gRPC client three thread hand-offs (its request thread, its channel's poller, and back).
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from google.api_core import exceptions as core_exceptions
 from google.cloud import speech_v1 as speech
 
 from telephony.media.audio import FRAME_MS
+from telephony.process.osthread import name_this_thread
 from telephony.stt.base import EventSink, Hypothesis, HypothesisSink, SttSession
 from telephony.stt.google.config import CATCH_UP_REQUEST_MS, MAX_SEGMENT_MS
 from telephony.stt.google.rules import (
+    SOFT_ROTATION,
     Fault,
     backoff_delay,
     classify,
@@ -48,8 +54,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Google's own final comes within ~1.6 s of the end of speech (p99 1,570 ms): until then audio
+# goes in BATCH_MS requests, so that no final waits for a longer quiet batch to fill.
+SPEECH_TAIL_S = 2.0
 STREAM_DEADLINE_MARGIN_S = 30.0  # a stream's gRPC deadline: past its rotation, in case it hangs
 SUPERVISE_POLL_S = 0.05
+# Whatever ends a stream or makes a quiet moment wakes the driver; only age needs a clock. It
+# looks again when a rotation may be due, at least this often (Google's limit is 15 s past ours).
+SUPERVISE_IDLE_S = 1.0
 
 
 @dataclass(eq=False)
@@ -94,6 +106,11 @@ class GoogleSttSession(SttSession):
         self._clock = engine.clock
         self._bpm = cfg.bytes_per_ms
         self._batch_frames = max(1, cfg.batch_ms // FRAME_MS)
+        # While the caller listens, audio goes in longer requests (each request costs gRPC
+        # three thread hand-offs); from speech onset until Google's final is due, BATCH_MS.
+        self._quiet_frames = max(self._batch_frames, cfg.quiet_batch_ms // FRAME_MS)
+        self._wake_frames = self._quiet_frames  # what a batch is now: nobody has spoken yet
+        self._loud_until = 0.0  # clock time short batches last until, after speech ended
         self._catch_up_frames = max(self._batch_frames, CATCH_UP_REQUEST_MS // FRAME_MS)
         self._streaming_config = cfg.streaming_config()
 
@@ -158,19 +175,28 @@ class GoogleSttSession(SttSession):
                 self._queue.popleft()
                 self.frames_dropped += 1
             self._queue.append((seq, frame))
-            self._audio.notify_all()
+            # Wake whoever takes frames once a batch is ready, not for every frame: a taker
+            # woken by a lone frame only waits again (half of all its wake-ups at 40 ms). A lone
+            # frame still goes: the taker's own timeout sends it when its partner is late.
+            if len(self._queue) >= self._wake_frames:
+                self._audio.notify_all()
 
     def speech_started(self, utterance: int) -> None:
         """Note where the local VAD heard speech begin (the frame about to be written)."""
         with self._lock:
             self._in_speech = True
             self._timeline.mark("start", utterance, self.frames_in)
+            if self._wake_frames != self._batch_frames:
+                # Speech: short batches again, and what waits (the onset) goes at once.
+                self._wake_frames = self._batch_frames
+                self._audio.notify_all()
 
     def speech_ended(self, utterance: int) -> None:
         """Note where the local VAD heard speech end; a quiet moment suits a rotation."""
         with self._lock:
             self._in_speech = False
             self._timeline.mark("end", utterance, self.frames_in)
+            self._loud_until = self._clock() + SPEECH_TAIL_S
             self._audio.notify_all()
             self._state.notify_all()
 
@@ -220,7 +246,8 @@ class GoogleSttSession(SttSession):
     # --- streams --------------------------------------------------------------------------------
 
     def _requests(self, stream: _Stream) -> Iterator[speech.StreamingRecognizeRequest]:
-        """Yield the replay, then live audio in BATCH_MS batches, until the stream is let go."""
+        """Yield the replay, then live audio in batches (`_batch`), until the stream is let go."""
+        name_this_thread(f"stt-q{stream.index}-{self.call_sid}")  # gRPC's thread, ours to name
         replay, stream.replay = stream.replay, b""
         step = self.config.catch_up_bytes
         for i in range(0, len(replay), step):
@@ -238,24 +265,36 @@ class GoogleSttSession(SttSession):
         self.requests_sent += 1
         self.max_request_bytes = max(self.max_request_bytes, size)
 
+    def _batch(self) -> int:
+        """Frames in a live request now: BATCH_MS in speech and its tail, longer in quiet."""
+        if (
+            self._wake_frames != self._quiet_frames
+            and not self._in_speech
+            and self._clock() >= self._loud_until
+        ):
+            self._wake_frames = self._quiet_frames
+        return self._wake_frames
+
     def _next_batch(self, stream: _Stream) -> bytes | None:
         """Wait for a batch of frames (or a backlog); None once the stream no longer owns them."""
-        batch_s = self.config.batch_ms / 1000
-        # A lone frame waits this long for its partner: the RX thread may run up to one
-        # batch late before it resyncs, and a frame must not wait for ever when writes stop.
-        lone_wait_s = 2 * batch_s
         waiting_since: float | None = None
         with self._lock:
             while True:
                 if self._owner is not stream:
                     return None
+                batch = self._batch()
+                batch_s = batch * FRAME_MS / 1000
+                # A lone frame waits this long for its partner: the RX thread may run up to one
+                # batch late before it resyncs, and a frame must not wait for ever when writes
+                # stop.
+                lone_wait_s = 2 * batch_s
                 n = len(self._queue)
                 flush = self._closing or (
                     waiting_since is not None and self._clock() - waiting_since >= lone_wait_s
                 )
-                if n >= self._batch_frames or (n and flush):
+                if n >= batch or (n and flush):
                     # Live audio goes one batch per request; a backlog goes in bigger requests.
-                    limit = self._catch_up_frames if n > self._batch_frames else self._batch_frames
+                    limit = self._catch_up_frames if n > batch else batch
                     audio = self._take(min(n, limit))
                     if stream.first_live_at is None:
                         stream.first_live_at = self._clock()
@@ -267,7 +306,9 @@ class GoogleSttSession(SttSession):
                 if n and waiting_since is None:
                     # Half a batch: send it anyway if the next frame is late (no final waits).
                     waiting_since = self._clock()
-                self._audio.wait(timeout=batch_s if n else 0.5)
+                # Writes wake us per batch, not per frame: a frame that came alone is seen
+                # by this timeout, and goes within two more (a stalled RX side, a hang-up).
+                self._audio.wait(timeout=batch_s if n else lone_wait_s)
 
     def _open_stream(self) -> _Stream:
         assert self._client is not None
@@ -314,6 +355,7 @@ class GoogleSttSession(SttSession):
 
     def _read(self, stream: _Stream) -> None:
         """Read one stream's responses until Google (or a hard stop) ends it."""
+        name_this_thread(f"stt-s{stream.index}-{self.call_sid}")
         error: BaseException | None = None
         try:
             responses = stream.client.streaming_recognize(
@@ -356,7 +398,8 @@ class GoogleSttSession(SttSession):
                 age = max(self._clock() - stream.opened_at, live_s)
                 if should_rotate(age, rotate_s, quiet=stream.quiet or not self._in_speech):
                     return "rotate"
-                self._state.wait(timeout=SUPERVISE_POLL_S)
+                due_s = SOFT_ROTATION * rotate_s - age  # before this, no rotation at all
+                self._state.wait(timeout=min(SUPERVISE_IDLE_S, max(SUPERVISE_POLL_S, due_s)))
 
     def _retire(self, stream: _Stream) -> None:
         """Let the stream go: it half-closes, delivers its last final, and ends."""
@@ -444,6 +487,7 @@ class GoogleSttSession(SttSession):
     # --- the driver -----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        name_this_thread(f"stt-{self.call_sid}")
         try:
             self._drive()
         except Exception as exc:

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 import pytest
 from google.cloud import speech_v1 as speech
 
+from telephony.stt.google import streaming
 from tests.fakes.google_speech import (
     SILENCE,
     Collector,
     FakeSpeechServer,
+    FrameVad,
     play,
     script_words,
     speak,
@@ -86,6 +88,51 @@ def test_requests_are_40_ms_batches_at_the_frame_cadence(server: FakeSpeechServe
     times = server.streams[0].request_times
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert 0.030 <= statistics.median(gaps) <= 0.050
+
+
+def test_a_lone_last_frame_goes_when_its_partner_never_comes(server: FakeSpeechServer) -> None:
+    # Writes wake the sender once per batch; a frame left alone must still go, without close.
+    sink = Collector()
+    session = open_session([server.host], sink)
+    play(session, bytes([SILENCE]) * 160 * 3, speed=1.0)  # one batch and a lone frame
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and (
+        not server.streams or sum(server.streams[0].request_sizes) < 480
+    ):
+        time.sleep(0.01)
+    sizes = list(server.streams[0].request_sizes)
+    session.close(timeout=1.0)
+    assert sizes == [320, 160]
+    assert session.frames_in == session.frames_written == 3
+
+
+def test_quiet_audio_goes_in_longer_requests_speech_in_batch_ms(
+    server: FakeSpeechServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streaming, "SPEECH_TAIL_S", 0.2)  # the pauses below outlast it
+    sink = Collector()
+    session = open_session([server.host], sink, quiet_batch_ms=200)
+    audio = speak(SCRIPT, pause_ms=3000)
+    play(session, audio, vad=FrameVad())
+    session.close(timeout=2.0)
+
+    log = server.streams[0]
+    assert bytes(log.audio) == audio  # every frame, in order, once
+    assert session.frames_in == session.frames_written
+    assert sink.final_words() == script_words(SCRIPT)
+    assert len(sink.finals()) == len(SCRIPT)
+    # Quiet stretches went as 200 ms requests, speech as 40 ms ones: far fewer requests.
+    assert log.request_sizes.count(1600) >= 10
+    assert log.request_sizes.count(320) >= 20
+    assert len(log.request_sizes) < 0.6 * len(audio) / 320
+    # Each word's audio went in 40 ms requests: no request holds both silence and 200 ms.
+    offset = 0
+    for size in log.request_sizes:
+        chunk = audio[offset : offset + size]
+        offset += size
+        if size > 320 and any(b != SILENCE for b in chunk):
+            # Only the onset: what waited in a quiet batch when the VAD heard speech.
+            assert chunk.count(SILENCE) >= size - 160 * 4, size
 
 
 def test_linear16_encoding_decodes_the_frames_first(server: FakeSpeechServer) -> None:
