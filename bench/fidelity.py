@@ -15,7 +15,9 @@ some without times) where the fake has it; `--plain` (or a fake without it) answ
 a final 500 ms of silence after the last word (`--repeats` then says the script again).
 From what the server recorded (its database, as `manage.py gonogo` reads it):
 
-- FINALs per utterance (must be 1.00) and revisions per utterance;
+- FINALs per utterance (must be 1.00), how many utterances did not get exactly one FINAL
+  (`utt≠1`, must be 0: a call whose rows never arrived counts all its utterances and words
+  lost), and revisions per utterance;
 - words lost and doubled (0): each utterance's last word on it (its FINAL or latest revision),
   the call's words against the script's;
 - FINAL latency from the end of speech (the VAD's last speech frame) p50/p95/p99, the local
@@ -89,7 +91,7 @@ def main() -> None:
 
 
 HEADER = (
-    f"{'calls':>5} | {'FINAL/utt':>9} {'rev/utt':>7} {'lost':>4} {'dbl':>4} | "
+    f"{'calls':>5} | {'FINAL/utt':>9} {'utt≠1':>5} {'rev/utt':>7} {'lost':>4} {'dbl':>4} | "
     f"{'FINAL ms local p50/p95/p99 (n)':>31} | {'engine p50/p95/p99 (n)':>26} | "
     f"{'TX p99 med/worst':>16} | {'%core/call':>10} {'RSS MB/call':>11} | {'GO':>7} | "
     f"{'callers+fake %core':>18} | load"
@@ -101,6 +103,7 @@ class Level:
     calls: int
     utterances: int
     finals: int
+    off: int  # utterances not at exactly one FINAL
     revisions: int
     lost: int
     doubled: int
@@ -122,8 +125,9 @@ class Level:
 
         per = max(1, self.utterances)
         return (
-            f"{self.calls:>5} | {self.finals / per:>9.2f} {self.revisions / per:>7.2f} "
-            f"{self.lost:>4} {self.doubled:>4} | {spread(self.local_ms):>31} | "
+            f"{self.calls:>5} | {self.finals / per:>9.2f} {self.off:>5} "
+            f"{self.revisions / per:>7.2f} {self.lost:>4} {self.doubled:>4} | "
+            f"{spread(self.local_ms):>31} | "
             f"{spread(self.engine_ms):>26} | "
             f"{common.median(self.tx_p99s):>7.2f}/{max(self.tx_p99s, default=0):<8.2f} | "
             f"{self.server_share * 100 / self.calls:>10.3f} {self.rss_per_call_mb:>11.3f} | "
@@ -187,19 +191,32 @@ def run_level(
         watcher.load_calls()
     results = judge_calls(watcher.calls, reports, transcripts="yes", thresholds=DEFAULT_THRESHOLDS)
     words = Counter(w for utterance in script for w in utterance)
-    lost = doubled = finals = revisions = 0
+    lost = doubled = finals = revisions = off = 0
     local_ms: list[float] = []
     engine_ms: list[float] = []
-    for figures in watcher.calls.values():
+    for report in reports:
+        figures = watcher.calls.get(report.call_sid)
+        if figures is None:  # no rows arrived: nothing it said reached the transcript
+            lost += sum(words.values())
+            off += len(script)
+            continue
         last: dict[int, str] = {}  # utterance -> its last word on the line
+        per_utterance: Counter[int] = Counter()  # utterance -> its FINALs
         for event in figures.said:
             if event.kind == "final":
                 finals += 1
-                (local_ms if event.local else engine_ms).append(event.latency_ms or 0.0)
+                per_utterance[event.utterance] += 1
+                if event.latency_ms is not None:  # none recorded: not a latency of 0
+                    (local_ms if event.local else engine_ms).append(event.latency_ms)
             elif event.kind == "revision":
                 revisions += 1
             if event.kind != "partial":
                 last[event.utterance] = event.text
+        # Utterances not at exactly one FINAL: extra FINALs on one, and spoken ones the
+        # line did not finalize (or finalized as more than were spoken). A total of 1.00
+        # FINAL per utterance can hide two on one and none on another; this cannot.
+        off += sum(count - 1 for count in per_utterance.values() if count > 1)
+        off += abs(len(per_utterance) - len(script))
         said = Counter(w for u in sorted(last) for w in last[u].split())
         lost += sum((words - said).values())
         doubled += sum((said - words).values())
@@ -208,6 +225,7 @@ def run_level(
         calls=n,
         utterances=n * len(script),
         finals=finals,
+        off=off,
         revisions=revisions,
         lost=lost,
         doubled=doubled,

@@ -1,4 +1,4 @@
-"""Every benchmark still runs: each in its --quick mode, against a real server (figures not judged).
+"""Every benchmark still runs: each in its --quick mode, against a real server (timings not judged).
 
 Two at a time (the machine has two cores), so they stay about a minute or two together.
 """
@@ -22,7 +22,9 @@ EXPECTED = {
     "capacity": [r"^ +none +2 +(GO|NO-GO) +\d/2 \|", r"^=> STT_ENGINE=none: "],
     "flood": [r"^flood call: sent \d+ frames", r"dropped \d+ \(drop-oldest", r"^  RSS each"],
     "startup": [r"^one at a time +2 \| +\d+\.\d", r"^all at once +2 \| .* \| +0 \| "],
-    "fidelity": [r"^\s+2 \| +\d+\.\d\d +\d+\.\d\d +\d+ +\d+ \| .* \| +\d/2 +\| "],
+    # Fidelity is judged even here: one FINAL per utterance, no word lost or doubled, whatever
+    # the machine's speed (the recognizer's timing is drawn to vary anyway).
+    "fidelity": [r"^\s+2 \| +1\.00 +0 +\d+\.\d\d +0 +0 \| .* \| +\d/2 +\| "],
     "latency": [r"^FINAL: \d of 2 utterances", r"^clear: \d of 2 barge-ins"],
     "webhook_flood": [r"^flood: 500 unsigned in .*statuses \{403: 500\}", r"^gc pauses >= 2 ms"],
     "recording": [
