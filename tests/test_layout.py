@@ -28,7 +28,7 @@ ALLOWED = {
     "telephony.metrics": {"telephony.turns.transcript"},
     "telephony.media": {"telephony.process", "telephony.metrics"},
     "telephony.turns": {"telephony.media", "telephony.stt.base"},
-    "telephony.stt": {"telephony.media"},
+    "telephony.stt": {"telephony.media", "telephony.process"},  # process: OS thread names
     "telephony.tts": {"telephony.media"},
     "telephony.recording": {"telephony.media", "telephony.process"},
     "telephony.security": set(),
