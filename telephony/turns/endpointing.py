@@ -45,12 +45,16 @@ as the caller spoke it; publishing (debounce, timeout, latency) runs on the inje
 Attribution. A hypothesis goes to `h.utterance` when the engine numbers it (Whisper does, with
 the numbers `on_speech_start` handed out; its final replaces the utterance's text). Unnumbered
 hypotheses (Google's) form results, each closed by a final, and a new result goes to: the oldest
-utterance after the engine's last one (skipping one that got no word and ended more than
-`engine_lag_ms` ago: noise the engine ignored); else the engine's last one, while the VAD still
-hears it or within `engine_lag_ms` of its end (a split); else an utterance opened on the
-engine's word at the current audio position. While the VAD hears no speech, each hypothesis of
-such an utterance counts as its latest sign of speech, so its local timeout runs from the
-engine's last word and its latency from the engine's last hypothesis.
+utterance after the engine's last one, skipping one that got no word once newer speech has begun
+(a later utterance, or speech the VAD hears and has not confirmed yet) if the engine was free to
+speak of it (no result open since before it ended) or it ended more than `engine_lag_ms` ago:
+noise the engine ignored, whose FINAL would be the newer speech's first word, out at once and
+at the noise's offset while the caller speaks (a noise gets no FINAL: it had no words); else
+the engine's last one, while the VAD still hears it or within `engine_lag_ms` of its end (a
+split); else an utterance opened on the engine's word at the current audio position. While the
+VAD hears no speech, each hypothesis of such an utterance counts as its latest sign of speech,
+so its local timeout runs from the engine's last word and its latency from the engine's last
+hypothesis.
 
 Threading: one lock guards the state; `publish` is called with it held so events leave in order,
 and must be quick (enqueue, log) and never call back into the endpointer. The speech callbacks
@@ -165,6 +169,7 @@ class Endpointer:
         self._utterances: dict[int, _Utterance] = {}
         self._result: _Result | None = None  # where unnumbered hypotheses go
         self._engine_last: _Utterance | None = None  # the utterance of the engine's last final
+        self._result_closed_at = float("-inf")  # clock of the engine's last unnumbered final
         self._last_partial_at: float | None = None
         self._held: tuple[_Utterance, str] | None = None  # partial waiting for its debounce slot
         self._closed = False
@@ -433,6 +438,7 @@ class Endpointer:
             self._partial(owner, " ".join(mine), now)
             return
         self._result = None
+        self._result_closed_at = now
         self._engine_last = owner
         for i, (utt, begin) in enumerate(result.spans):
             end = result.spans[i + 1][1] if i + 1 < len(result.spans) else len(words)
@@ -450,14 +456,12 @@ class Endpointer:
         ]
         for utt in waiting:
             # The oldest the engine has not spoken of: results come in order. One that got no
-            # word and ended long ago was noise to the engine, when newer speech can take it.
-            ignored = (
-                utt.ended_at is not None
-                and not utt.partial
-                and utt.final_text is None
-                and now - utt.ended_at > lag_s
-            )
-            if not ignored or utt is waiting[-1]:
+            # word was noise to the engine once newer speech has begun (a later utterance, or
+            # speech the VAD hears but has not confirmed yet) if the engine was free to speak of
+            # it (no result of its open since before it ended) or it ended over `engine_lag_ms`
+            # ago: the engine's first word now is about the newer speech. With no newer speech,
+            # a late word is still this one's.
+            if not self._passed_over(utt, now):
                 return utt
         split = (
             last is not None
@@ -474,6 +478,16 @@ class Endpointer:
         return self._open(
             self._run_start_ms if self._run else self.position_ms, now, by_engine=True
         )
+
+    def _passed_over(self, utt: _Utterance, now: float) -> bool:
+        """Whether the engine ignored `utt`: no word of it, newer speech since (see the caller)."""
+        if utt.ended_at is None or utt.partial or utt.final_text is not None:
+            return False
+        engine_was_free = self._result_closed_at <= utt.ended_at
+        if not engine_was_free and now - utt.ended_at <= self.engine_lag_ms / 1000:
+            return False  # the engine was busy with an earlier result: its word may yet come
+        newer = any(number > utt.number for number in self._utterances)
+        return newer or (bool(self._run) and not self._speaking)
 
     def _move_on(self, result: _Result, words: list[str]) -> None:
         """A merge: once the VAD opened a later utterance, words past the owner's are the later's.

@@ -263,3 +263,62 @@ def test_a_merged_word_heard_with_the_next_speech_waits_for_its_utterance(
     partials = [(e.text, e.utterance) for e in line.events if e.kind == "partial"]
     assert partials[-1] == ("please", 2)
     assert ("yes please", 1) not in partials or voiced_frames_before == 0
+
+
+# --- reviewed cases: noise, a word already in a local FINAL, engine-opened timeouts, state ---
+
+
+def noise_then_silence(line: Line) -> None:
+    """80 ms of voice the VAD confirms (60 ms) and the engine says nothing about."""
+    line.feed([SILENCE] * 10)
+    line.feed([VOICE] * 4)
+    quiet_until_ended(line)
+
+
+@pytest.mark.parametrize("gap_ms", [100, 1200])
+def test_noise_the_engine_ignored_does_not_take_the_next_result_within_its_lag(
+    gap_ms: int,
+) -> None:
+    # Before: noise that ended less than engine_lag_ms ago took the next result; its first word
+    # made a local FINAL at once (the noise was long past its timeout) while the caller spoke,
+    # and the rest went to the real utterance: `final 'hello' utt 1 local`, `final 'there' 2`.
+    line = Line(engine_lag_ms=2000)
+    noise_then_silence(line)
+    line.feed([SILENCE] * (gap_ms // 20))
+    utterance(line, ["hello", "hello there"])
+    line.wait(200)
+    line.say("hello there", final=True)
+    assert after_speech(line) == [("final", "hello there", 2)]
+    assert {e.utterance for e in line.events} == {2}  # the noise has no words: no event at all
+
+
+def test_noise_then_a_word_before_the_vad_confirms_the_next_speech() -> None:
+    # The engine names the next speech's first word 10 ms into it, before the VAD confirms it:
+    # the word is that speech's (invariant 3), not the noise's.
+    line = Line(engine_lag_ms=2000)
+    noise_then_silence(line)
+    line.feed([SILENCE] * 10)
+    line.feed([VOICE])
+    line.clock.advance_ms(10)
+    line.say("hello")
+    utterance(line, ["hello", "hello there"])
+    line.say("hello there", final=True)
+    assert after_speech(line) == [("final", "hello there", 2)]
+    assert {e.utterance for e in line.events} == {2}
+
+
+def test_a_late_first_word_still_goes_to_the_utterance_the_engine_was_busy_behind() -> None:
+    # The engine's final for utterance 1 comes only after utterance 2 was spoken and while 3 is:
+    # utterance 2 has no word yet, but the engine was busy, so its next result is 2's.
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["one"])
+    line.feed([SILENCE] * 10)
+    utterance(line, [])  # nothing said about it yet
+    line.feed([VOICE] * 10)  # utterance 3 is being spoken
+    line.feed([VOICE] * 10)
+    line.say("one", final=True)
+    line.say("two")
+    line.say("two", final=True)
+    assert [f for f in finals(line) if not f[2]] == [(2, "two", False)]
+    assert (1, "one", True) in finals(line)
