@@ -8,13 +8,17 @@ property tests in test_endpointing_properties.py check them under random recogni
    followed only by REVISEDs for the same utterance.
 2. Never a local FINAL while the VAD still hears speech of that utterance: the timeout runs from
    the end of speech (VAD hangover). For an utterance opened on the engine's word, any VAD speech
-   frame, confirmed or not, and any engine hypothesis restart the timeout.
+   frame, confirmed or not (while the VAD speaks of another utterance too), and any engine
+   hypothesis restart the timeout.
 3. An engine hypothesis that arrives before the VAD confirms speech belongs to the utterance the
    VAD then confirms, not to a new one: an utterance opened on the engine's word is adopted by
    the VAD (same number, its offset moved to where the speech began); a result taken as the
    last utterance's continuation that began with the speech (one frame of slack: webrtcvad may
    flag speech a frame or two late) moves to the new utterance; and words a result adds while
-   the VAD hears speech it has not confirmed yet, or that came with it, wait for it.
+   the VAD hears speech it has not confirmed yet, or that came with it, wait for it, except
+   words already out in the owner's local FINAL: those stay the owner's (were the new utterance
+   to take them too, only the engine's REVISED would take them back, and when its final never
+   comes, a hang-up, they would stay doubled); the new utterance gets the words past them.
 4. A repeated identical interim is not republished, but it is a sign of speech: for an
    utterance opened on the engine's word it restarts the local timeout. (For an utterance the
    VAD heard, the VAD alone says when speech is over: Google repeats interims until its final.)
@@ -231,17 +235,16 @@ class Endpointer:
                     self._run_start_at = now
                 self._run += 1
                 self._silence = 0
-                if self._speaking:
-                    for utt in self._speaking:
-                        utt.speech_end = now
-                else:
-                    # Invariant 2: speech the VAD has not confirmed yet may be the speech of an
-                    # utterance opened on the engine's word; it must not time out meanwhile.
-                    for utt in self._utterances.values():
-                        if utt.by_engine and utt.finalized is None:
-                            utt.speech_end = utt.ended_at = now
-                    if self._run * FRAME_MS >= self.min_speech_ms and not self._closed:
-                        started = self._confirm(now).number
+                for utt in self._speaking:
+                    utt.speech_end = now
+                # Invariant 2: any speech frame, confirmed or not, may be the speech of an
+                # utterance opened on the engine's word; it must not time out meanwhile.
+                for utt in self._utterances.values():
+                    if utt.by_engine and utt.finalized is None and utt not in self._speaking:
+                        utt.speech_end = utt.ended_at = now
+                confirmed = self._run * FRAME_MS >= self.min_speech_ms
+                if not self._speaking and confirmed and not self._closed:
+                    started = self._confirm(now).number
             else:
                 self._run = 0
                 if self._speaking:
@@ -356,8 +359,11 @@ class Endpointer:
         else:
             # A merge: the words the open result heard past its owner's are this speech's,
             # counting those that came with it (the VAD may flag speech a frame or two late).
+            # Words already out in the owner's local FINAL stay the owner's: giving them to this
+            # utterance too would double them unless the engine's final came to revise it.
             onset = self._run_start_at - ONSET_SLACK_MS / 1000
-            if result.grew_at is not None and result.grew_at >= onset and result.held_before:
+            grew_with_it = result.grew_at is not None and result.grew_at >= onset
+            if grew_with_it and result.held_before and owner.finalized != "local":
                 result.held = result.held_before
                 if owner.finalized is None:
                     start = result.spans[-1][1]
@@ -377,6 +383,12 @@ class Endpointer:
                 # Forgotten before its timeout (only with a flood of utterances): keep its text.
                 self._finalize_locally(self._utterances[oldest], self._clock())
             del self._utterances[oldest]
+        if self._result is not None and len(self._result.spans) > 1:
+            # Bounded state: an open result covers only utterances still kept (its last span
+            # stays, as hypotheses go there); words of a forgotten one can revise nothing.
+            spans = self._result.spans
+            kept = [s for s in spans[:-1] if s[0].number in self._utterances]
+            self._result.spans = [*kept, spans[-1]]
 
     def _target(self, number: int, now: float, *, may_open: bool) -> _Utterance | None:
         """Find (or open) the utterance a numbered hypothesis belongs to."""

@@ -322,3 +322,54 @@ def test_a_late_first_word_still_goes_to_the_utterance_the_engine_was_busy_behin
     line.say("two", final=True)
     assert [f for f in finals(line) if not f[2]] == [(2, "two", False)]
     assert (1, "one", True) in finals(line)
+
+
+def test_a_word_in_the_owners_local_final_is_not_given_to_the_next_utterance_too() -> None:
+    # "yes please" reaches utterance 1 the moment its timeout is due, 20 ms before the next
+    # speech run starts: it is utterance 1's local FINAL. Before: the VAD's onset slack then
+    # gave "please" to utterance 2 as well, and with no engine final (hang-up) it stayed doubled.
+    line = Line(timeout_ms=320)
+    line.feed([SILENCE] * 10)
+    utterance(line, ["yes"])
+    line.feed([SILENCE] * 15)  # 300 ms since the end of speech
+    line.clock.advance_ms(20)
+    line.say("yes please")  # the timeout is due: the FINAL, now
+    assert finals(line) == [(1, "yes please", True)]
+    utterance(line, ["yes please"])
+    line.ep.close()  # the engine's final never comes
+    texts = [e.text for e in line.events if e.kind in ("final", "revision")]
+    assert texts == ["yes please"]
+    assert " ".join(texts).split().count("please") == 1
+
+
+def test_an_engine_opened_utterance_does_not_time_out_while_the_vad_hears_speech() -> None:
+    # Invariant 2: any VAD speech frame, confirmed or not, restarts the timeout of an utterance
+    # opened on the engine's word. Before: only unconfirmed frames did, so a numbered utterance
+    # the VAD did not adopt got a local FINAL 320 ms into speech the VAD had confirmed.
+    line = Line(timeout_ms=320)
+    line.feed([SILENCE] * 10)
+    line.say("hi", utterance=1)  # Whisper numbers it; the VAD's speech opens utterance 2
+    line.feed([VOICE] * 100)  # 2 s of speech
+    assert finals(line) == []
+    assert [n for n, _ in line.starts] == [2]
+    quiet_until_ended(line)
+    line.wait(320)
+    assert (1, "hi", True) in finals(line)
+
+
+def test_an_open_result_does_not_keep_evicted_utterances() -> None:
+    # A result the engine never closes, its text growing with every utterance: it covers at most
+    # the utterances the endpointer still keeps.
+    from telephony.turns.endpointing import KEEP_UTTERANCES
+
+    line = Line()
+    line.feed([SILENCE] * 10)
+    words: list[str] = []
+    for n in range(KEEP_UTTERANCES + 8):
+        words.append(f"w{n}")
+        utterance(line, [" ".join(words)])
+        line.feed([SILENCE] * 10)
+    result = line.ep._result
+    assert result is not None
+    assert len(result.spans) <= KEEP_UTTERANCES
+    assert all(utt.number in line.ep._utterances for utt, _ in result.spans)
