@@ -13,9 +13,11 @@ property tests in test_endpointing_properties.py check them under random recogni
 3. An engine hypothesis that arrives before the VAD confirms speech belongs to the utterance the
    VAD then confirms, not to a new one: an utterance opened on the engine's word is adopted by
    the VAD (same number, its offset moved to where the speech began); a result taken as the
-   last utterance's continuation that began with the speech (one frame of slack: webrtcvad may
-   flag speech a frame or two late) moves to the new utterance; and words a result adds while
-   the VAD hears speech it has not confirmed yet, or that came with it, wait for it, except
+   last utterance's continuation that began with the speech (two frames of slack: webrtcvad may
+   flag speech a frame or two late; `LATE_ONSET_MS` when the word came after the last
+   utterance's speech was over, hangover included: an unvoiced onset (s, sh, t) is flagged
+   ~80 ms late) moves to the new utterance; and words a result adds while the VAD hears speech
+   it has not confirmed yet, or that came with it (the same slack), wait for it, except
    words already out in the owner's local FINAL: those stay the owner's (were the new utterance
    to take them too, only the engine's REVISED would take them back, and when its final never
    comes, a hang-up, they would stay doubled); the new utterance gets the words past them.
@@ -91,6 +93,9 @@ ENGINE_LAG_MS = 2000
 # A result whose first word came this soon before the VAD's speech run began is about that run:
 # the VAD may flag a frame or two late.
 ONSET_SLACK_MS = 2 * FRAME_MS
+# ... or this soon, if it came after the last utterance's speech was over (hangover included):
+# an unvoiced onset (Hebrew shin, samekh, tav) is flagged ~80 ms late.
+LATE_ONSET_MS = 120
 
 
 @dataclass(slots=True)
@@ -352,7 +357,7 @@ class Endpointer:
         utt = self._open(self._run_start_ms, now, by_engine=False)
         if result is None or owner is None:
             return utt
-        if owner.engine_final and result.first_at >= self._run_start_at - ONSET_SLACK_MS / 1000:
+        if owner.engine_final and self._began_with_run(owner, result.first_at):
             # A result taken as the last utterance's continuation began with this speech: it is
             # this utterance's (its partials were dropped, as the last one has its FINAL).
             result.spans = [(utt, 0)]
@@ -360,11 +365,12 @@ class Endpointer:
             # A merge: the words the open result heard past its owner's are this speech's,
             # counting those that came with it (the VAD may flag speech a frame or two late).
             # Words already out in the owner's local FINAL stay the owner's: giving them to this
-            # utterance too would double them unless the engine's final came to revise it.
-            onset = self._run_start_at - ONSET_SLACK_MS / 1000
-            grew_with_it = result.grew_at is not None and result.grew_at >= onset
-            if grew_with_it and result.held_before and owner.finalized != "local":
-                result.held = result.held_before
+            # utterance too would double them unless the engine's final came to revise it. Those
+            # past them are this utterance's.
+            grew = result.grew_at
+            if grew is not None and self._began_with_run(owner, grew) and result.held_before:
+                out = len(owner.final_text.split()) if owner.finalized == "local" else 0
+                result.held = max(result.held_before, out)
                 if owner.finalized is None:
                     start = result.spans[-1][1]
                     owner.partial = " ".join(result.words[start : start + result.held])
@@ -374,6 +380,18 @@ class Endpointer:
             result.held = len(result.words) - start
             self._partial(utt, " ".join(result.words[start:]), now)
         return utt
+
+    def _began_with_run(self, owner: _Utterance, at: float) -> bool:
+        """Whether an engine word at `at` came with the VAD's current run rather than `owner`."""
+        if at >= self._run_start_at - ONSET_SLACK_MS / 1000:
+            return True
+        # An unvoiced onset the VAD flags late: after the owner's speech was over (hangover), a
+        # word this soon before the run is the run's.
+        return (
+            owner.ended_at is not None
+            and at > owner.ended_at
+            and at >= self._run_start_at - LATE_ONSET_MS / 1000
+        )
 
     def _add(self, utt: _Utterance) -> None:
         self._utterances[utt.number] = utt

@@ -373,3 +373,55 @@ def test_an_open_result_does_not_keep_evicted_utterances() -> None:
     assert result is not None
     assert len(result.spans) <= KEEP_UTTERANCES
     assert all(utt.number in line.ep._utterances for utt, _ in result.spans)
+
+
+@pytest.mark.parametrize("early_ms", [60, 80, 100])
+def test_a_first_word_before_a_late_vad_onset_is_the_new_utterances(early_ms: int) -> None:
+    # An unvoiced onset (Hebrew s, sh, t) the VAD flags ~80 ms late: the engine's first word of
+    # the next utterance comes before the VAD's run, after utterance 1 was over. Before: beyond
+    # the 40 ms onset slack it was taken as a split of utterance 1 (a REVISED "one two three").
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["one", "one two"])
+    line.say("one two", final=True)
+    line.feed([SILENCE] * 20)
+    line.clock.advance_ms(20)
+    line.say("three")
+    line.feed([SILENCE] * (early_ms // 20 - 1))  # the VAD's run starts early_ms after the word
+    utterance(line, ["three", "three four"])
+    line.say("three four", final=True)
+    assert after_speech(line) == [("final", "one two", 1), ("final", "three four", 2)]
+
+
+def test_a_split_result_well_before_the_next_run_stays_a_split() -> None:
+    # The engine's second result on utterance 1 begins 200 ms before the next speech: a split.
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["one"])
+    line.say("one", final=True)
+    line.feed([SILENCE] * 10)
+    line.say("two")
+    line.feed([SILENCE] * 10)
+    utterance(line, ["two three"])
+    line.say("two three", final=True)
+    assert after_speech(line) == [
+        ("final", "one", 1),
+        ("revision", "one two", 1),
+        ("final", "three", 2),
+    ]
+
+
+def test_a_merged_word_before_a_late_vad_onset_is_the_new_utterances() -> None:
+    # As above, in a merge: utterance 1 has its local FINAL "yes" and no engine final yet; the
+    # result's next word comes 80 ms before the VAD's run. It is utterance 2's first word.
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["yes"])
+    line.wait(400)  # the local FINAL "yes"
+    line.feed([SILENCE] * 10)
+    line.clock.advance_ms(20)
+    line.say("yes please")
+    line.feed([SILENCE] * 3)
+    utterance(line, ["yes please", "yes please now"])
+    line.ep.close()  # no engine final (hang-up)
+    assert after_speech(line) == [("final", "yes", 1), ("final", "please now", 2)]
