@@ -8,13 +8,19 @@ property tests in test_endpointing_properties.py check them under random recogni
    followed only by REVISEDs for the same utterance.
 2. Never a local FINAL while the VAD still hears speech of that utterance: the timeout runs from
    the end of speech (VAD hangover). For an utterance opened on the engine's word, any VAD speech
-   frame, confirmed or not, and any engine hypothesis restart the timeout.
+   frame, confirmed or not (while the VAD speaks of another utterance too), and any engine
+   hypothesis restart the timeout.
 3. An engine hypothesis that arrives before the VAD confirms speech belongs to the utterance the
    VAD then confirms, not to a new one: an utterance opened on the engine's word is adopted by
    the VAD (same number, its offset moved to where the speech began); a result taken as the
-   last utterance's continuation that began with the speech (one frame of slack: webrtcvad may
-   flag speech a frame or two late) moves to the new utterance; and words a result adds while
-   the VAD hears speech it has not confirmed yet, or that came with it, wait for it.
+   last utterance's continuation that began with the speech (two frames of slack: webrtcvad may
+   flag speech a frame or two late; `LATE_ONSET_MS` when the word came after the last
+   utterance's speech was over, hangover included: an unvoiced onset (s, sh, t) is flagged
+   ~80 ms late) moves to the new utterance; and words a result adds while the VAD hears speech
+   it has not confirmed yet, or that came with it (the same slack), wait for it, except
+   words already out in the owner's local FINAL: those stay the owner's (were the new utterance
+   to take them too, only the engine's REVISED would take them back, and when its final never
+   comes, a hang-up, they would stay doubled); the new utterance gets the words past them.
 4. A repeated identical interim is not republished, but it is a sign of speech: for an
    utterance opened on the engine's word it restarts the local timeout. (For an utterance the
    VAD heard, the VAD alone says when speech is over: Google repeats interims until its final.)
@@ -45,12 +51,16 @@ as the caller spoke it; publishing (debounce, timeout, latency) runs on the inje
 Attribution. A hypothesis goes to `h.utterance` when the engine numbers it (Whisper does, with
 the numbers `on_speech_start` handed out; its final replaces the utterance's text). Unnumbered
 hypotheses (Google's) form results, each closed by a final, and a new result goes to: the oldest
-utterance after the engine's last one (skipping one that got no word and ended more than
-`engine_lag_ms` ago: noise the engine ignored); else the engine's last one, while the VAD still
-hears it or within `engine_lag_ms` of its end (a split); else an utterance opened on the
-engine's word at the current audio position. While the VAD hears no speech, each hypothesis of
-such an utterance counts as its latest sign of speech, so its local timeout runs from the
-engine's last word and its latency from the engine's last hypothesis.
+utterance after the engine's last one, skipping one that got no word once newer speech has begun
+(a later utterance, or speech the VAD hears and has not confirmed yet) if the engine was free to
+speak of it (no result open since before it ended) or it ended more than `engine_lag_ms` ago:
+noise the engine ignored, whose FINAL would be the newer speech's first word, out at once and
+at the noise's offset while the caller speaks (a noise gets no FINAL: it had no words); else
+the engine's last one, while the VAD still hears it or within `engine_lag_ms` of its end (a
+split); else an utterance opened on the engine's word at the current audio position. While the
+VAD hears no speech, each hypothesis of such an utterance counts as its latest sign of speech,
+so its local timeout runs from the engine's last word and its latency from the engine's last
+hypothesis.
 
 Threading: one lock guards the state; `publish` is called with it held so events leave in order,
 and must be quick (enqueue, log) and never call back into the endpointer. The speech callbacks
@@ -83,6 +93,9 @@ ENGINE_LAG_MS = 2000
 # A result whose first word came this soon before the VAD's speech run began is about that run:
 # the VAD may flag a frame or two late.
 ONSET_SLACK_MS = 2 * FRAME_MS
+# ... or this soon, if it came after the last utterance's speech was over (hangover included):
+# an unvoiced onset (Hebrew shin, samekh, tav) is flagged ~80 ms late.
+LATE_ONSET_MS = 120
 
 
 @dataclass(slots=True)
@@ -165,6 +178,7 @@ class Endpointer:
         self._utterances: dict[int, _Utterance] = {}
         self._result: _Result | None = None  # where unnumbered hypotheses go
         self._engine_last: _Utterance | None = None  # the utterance of the engine's last final
+        self._result_closed_at = float("-inf")  # clock of the engine's last unnumbered final
         self._last_partial_at: float | None = None
         self._held: tuple[_Utterance, str] | None = None  # partial waiting for its debounce slot
         self._closed = False
@@ -226,17 +240,16 @@ class Endpointer:
                     self._run_start_at = now
                 self._run += 1
                 self._silence = 0
-                if self._speaking:
-                    for utt in self._speaking:
-                        utt.speech_end = now
-                else:
-                    # Invariant 2: speech the VAD has not confirmed yet may be the speech of an
-                    # utterance opened on the engine's word; it must not time out meanwhile.
-                    for utt in self._utterances.values():
-                        if utt.by_engine and utt.finalized is None:
-                            utt.speech_end = utt.ended_at = now
-                    if self._run * FRAME_MS >= self.min_speech_ms and not self._closed:
-                        started = self._confirm(now).number
+                for utt in self._speaking:
+                    utt.speech_end = now
+                # Invariant 2: any speech frame, confirmed or not, may be the speech of an
+                # utterance opened on the engine's word; it must not time out meanwhile.
+                for utt in self._utterances.values():
+                    if utt.by_engine and utt.finalized is None and utt not in self._speaking:
+                        utt.speech_end = utt.ended_at = now
+                confirmed = self._run * FRAME_MS >= self.min_speech_ms
+                if not self._speaking and confirmed and not self._closed:
+                    started = self._confirm(now).number
             else:
                 self._run = 0
                 if self._speaking:
@@ -344,16 +357,20 @@ class Endpointer:
         utt = self._open(self._run_start_ms, now, by_engine=False)
         if result is None or owner is None:
             return utt
-        if owner.engine_final and result.first_at >= self._run_start_at - ONSET_SLACK_MS / 1000:
+        if owner.engine_final and self._began_with_run(owner, result.first_at):
             # A result taken as the last utterance's continuation began with this speech: it is
             # this utterance's (its partials were dropped, as the last one has its FINAL).
             result.spans = [(utt, 0)]
         else:
             # A merge: the words the open result heard past its owner's are this speech's,
             # counting those that came with it (the VAD may flag speech a frame or two late).
-            onset = self._run_start_at - ONSET_SLACK_MS / 1000
-            if result.grew_at is not None and result.grew_at >= onset and result.held_before:
-                result.held = result.held_before
+            # Words already out in the owner's local FINAL stay the owner's: giving them to this
+            # utterance too would double them unless the engine's final came to revise it. Those
+            # past them are this utterance's.
+            grew = result.grew_at
+            if grew is not None and self._began_with_run(owner, grew) and result.held_before:
+                out = len(owner.final_text.split()) if owner.finalized == "local" else 0
+                result.held = max(result.held_before, out)
                 if owner.finalized is None:
                     start = result.spans[-1][1]
                     owner.partial = " ".join(result.words[start : start + result.held])
@@ -364,6 +381,18 @@ class Endpointer:
             self._partial(utt, " ".join(result.words[start:]), now)
         return utt
 
+    def _began_with_run(self, owner: _Utterance, at: float) -> bool:
+        """Whether an engine word at `at` came with the VAD's current run rather than `owner`."""
+        if at >= self._run_start_at - ONSET_SLACK_MS / 1000:
+            return True
+        # An unvoiced onset the VAD flags late: after the owner's speech was over (hangover), a
+        # word this soon before the run is the run's.
+        return (
+            owner.ended_at is not None
+            and at > owner.ended_at
+            and at >= self._run_start_at - LATE_ONSET_MS / 1000
+        )
+
     def _add(self, utt: _Utterance) -> None:
         self._utterances[utt.number] = utt
         while len(self._utterances) > KEEP_UTTERANCES:
@@ -372,6 +401,12 @@ class Endpointer:
                 # Forgotten before its timeout (only with a flood of utterances): keep its text.
                 self._finalize_locally(self._utterances[oldest], self._clock())
             del self._utterances[oldest]
+        if self._result is not None and len(self._result.spans) > 1:
+            # Bounded state: an open result covers only utterances still kept (its last span
+            # stays, as hypotheses go there); words of a forgotten one can revise nothing.
+            spans = self._result.spans
+            kept = [s for s in spans[:-1] if s[0].number in self._utterances]
+            self._result.spans = [*kept, spans[-1]]
 
     def _target(self, number: int, now: float, *, may_open: bool) -> _Utterance | None:
         """Find (or open) the utterance a numbered hypothesis belongs to."""
@@ -433,6 +468,7 @@ class Endpointer:
             self._partial(owner, " ".join(mine), now)
             return
         self._result = None
+        self._result_closed_at = now
         self._engine_last = owner
         for i, (utt, begin) in enumerate(result.spans):
             end = result.spans[i + 1][1] if i + 1 < len(result.spans) else len(words)
@@ -450,14 +486,12 @@ class Endpointer:
         ]
         for utt in waiting:
             # The oldest the engine has not spoken of: results come in order. One that got no
-            # word and ended long ago was noise to the engine, when newer speech can take it.
-            ignored = (
-                utt.ended_at is not None
-                and not utt.partial
-                and utt.final_text is None
-                and now - utt.ended_at > lag_s
-            )
-            if not ignored or utt is waiting[-1]:
+            # word was noise to the engine once newer speech has begun (a later utterance, or
+            # speech the VAD hears but has not confirmed yet) if the engine was free to speak of
+            # it (no result of its open since before it ended) or it ended over `engine_lag_ms`
+            # ago: the engine's first word now is about the newer speech. With no newer speech,
+            # a late word is still this one's.
+            if not self._passed_over(utt, now):
                 return utt
         split = (
             last is not None
@@ -474,6 +508,16 @@ class Endpointer:
         return self._open(
             self._run_start_ms if self._run else self.position_ms, now, by_engine=True
         )
+
+    def _passed_over(self, utt: _Utterance, now: float) -> bool:
+        """Whether the engine ignored `utt`: no word of it, newer speech since (see the caller)."""
+        if utt.ended_at is None or utt.partial or utt.final_text is not None:
+            return False
+        engine_was_free = self._result_closed_at <= utt.ended_at
+        if not engine_was_free and now - utt.ended_at <= self.engine_lag_ms / 1000:
+            return False  # the engine was busy with an earlier result: its word may yet come
+        newer = any(number > utt.number for number in self._utterances)
+        return newer or (bool(self._run) and not self._speaking)
 
     def _move_on(self, result: _Result, words: list[str]) -> None:
         """A merge: once the VAD opened a later utterance, words past the owner's are the later's.

@@ -297,3 +297,39 @@ def schedules(
     params = draw(timing_params())
     seed = draw(st.integers(0, 2**32 - 1))
     return utterances, schedule(utterances, random.Random(seed), params)
+
+
+NOISE_FRAMES = (4, 6)  # a cough or a click: 80-120 ms the VAD confirms (60 ms), no word in it
+# Silence either side of a noise, so the VAD tells it apart: a 180 ms hangover, and webrtcvad
+# may call speech for ~120 ms after voice ends.
+NOISE_CLEARANCE_MS = 400
+
+
+@st.composite
+def noisy_schedules(
+    draw: st.DrawFn,
+) -> tuple[list[Utterance], Schedule, list[tuple[int, int]]]:
+    """A schedule as `schedules` draws it, plus noise bursts (start_ms, end_ms): one in each pause
+    where it fits.
+
+    The recognizer says nothing about a noise. A noise goes only where the engine was free to
+    speak of it: every response about earlier utterances came before the noise began. (While a
+    result is open, a noise looks like the next utterance of a merge, and behind a busy engine
+    like an utterance whose first word is still to come: an endpointer can't tell them apart,
+    and it takes them for speech.)
+    """
+    utterances, sched = draw(schedules(script=scripts(min_pause_ms=1000)))
+    noises = []
+    for i, utt in enumerate(utterances):
+        if i == 0:
+            continue
+        begin = utterances[i - 1].end_ms + NOISE_CLEARANCE_MS
+        length = draw(st.integers(*NOISE_FRAMES)) * 20
+        latest = utt.onset_ms - NOISE_CLEARANCE_MS - length
+        if latest < begin:
+            continue
+        start = begin + draw(st.integers(0, (latest - begin) // 20)) * 20
+        earlier = [r.at_ms for r in sched.responses if min(r.utterances) < i]
+        if max(earlier, default=0) < start:
+            noises.append((start, start + length))
+    return utterances, sched, noises

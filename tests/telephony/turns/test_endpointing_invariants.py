@@ -263,3 +263,165 @@ def test_a_merged_word_heard_with_the_next_speech_waits_for_its_utterance(
     partials = [(e.text, e.utterance) for e in line.events if e.kind == "partial"]
     assert partials[-1] == ("please", 2)
     assert ("yes please", 1) not in partials or voiced_frames_before == 0
+
+
+# --- reviewed cases: noise, a word already in a local FINAL, engine-opened timeouts, state ---
+
+
+def noise_then_silence(line: Line) -> None:
+    """80 ms of voice the VAD confirms (60 ms) and the engine says nothing about."""
+    line.feed([SILENCE] * 10)
+    line.feed([VOICE] * 4)
+    quiet_until_ended(line)
+
+
+@pytest.mark.parametrize("gap_ms", [100, 1200])
+def test_noise_the_engine_ignored_does_not_take_the_next_result_within_its_lag(
+    gap_ms: int,
+) -> None:
+    # Before: noise that ended less than engine_lag_ms ago took the next result; its first word
+    # made a local FINAL at once (the noise was long past its timeout) while the caller spoke,
+    # and the rest went to the real utterance: `final 'hello' utt 1 local`, `final 'there' 2`.
+    line = Line(engine_lag_ms=2000)
+    noise_then_silence(line)
+    line.feed([SILENCE] * (gap_ms // 20))
+    utterance(line, ["hello", "hello there"])
+    line.wait(200)
+    line.say("hello there", final=True)
+    assert after_speech(line) == [("final", "hello there", 2)]
+    assert {e.utterance for e in line.events} == {2}  # the noise has no words: no event at all
+
+
+def test_noise_then_a_word_before_the_vad_confirms_the_next_speech() -> None:
+    # The engine names the next speech's first word 10 ms into it, before the VAD confirms it:
+    # the word is that speech's (invariant 3), not the noise's.
+    line = Line(engine_lag_ms=2000)
+    noise_then_silence(line)
+    line.feed([SILENCE] * 10)
+    line.feed([VOICE])
+    line.clock.advance_ms(10)
+    line.say("hello")
+    utterance(line, ["hello", "hello there"])
+    line.say("hello there", final=True)
+    assert after_speech(line) == [("final", "hello there", 2)]
+    assert {e.utterance for e in line.events} == {2}
+
+
+def test_a_late_first_word_still_goes_to_the_utterance_the_engine_was_busy_behind() -> None:
+    # The engine's final for utterance 1 comes only after utterance 2 was spoken and while 3 is:
+    # utterance 2 has no word yet, but the engine was busy, so its next result is 2's.
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["one"])
+    line.feed([SILENCE] * 10)
+    utterance(line, [])  # nothing said about it yet
+    line.feed([VOICE] * 10)  # utterance 3 is being spoken
+    line.feed([VOICE] * 10)
+    line.say("one", final=True)
+    line.say("two")
+    line.say("two", final=True)
+    assert [f for f in finals(line) if not f[2]] == [(2, "two", False)]
+    assert (1, "one", True) in finals(line)
+
+
+def test_a_word_in_the_owners_local_final_is_not_given_to_the_next_utterance_too() -> None:
+    # "yes please" reaches utterance 1 the moment its timeout is due, 20 ms before the next
+    # speech run starts: it is utterance 1's local FINAL. Before: the VAD's onset slack then
+    # gave "please" to utterance 2 as well, and with no engine final (hang-up) it stayed doubled.
+    line = Line(timeout_ms=320)
+    line.feed([SILENCE] * 10)
+    utterance(line, ["yes"])
+    line.feed([SILENCE] * 15)  # 300 ms since the end of speech
+    line.clock.advance_ms(20)
+    line.say("yes please")  # the timeout is due: the FINAL, now
+    assert finals(line) == [(1, "yes please", True)]
+    utterance(line, ["yes please"])
+    line.ep.close()  # the engine's final never comes
+    texts = [e.text for e in line.events if e.kind in ("final", "revision")]
+    assert texts == ["yes please"]
+    assert " ".join(texts).split().count("please") == 1
+
+
+def test_an_engine_opened_utterance_does_not_time_out_while_the_vad_hears_speech() -> None:
+    # Invariant 2: any VAD speech frame, confirmed or not, restarts the timeout of an utterance
+    # opened on the engine's word. Before: only unconfirmed frames did, so a numbered utterance
+    # the VAD did not adopt got a local FINAL 320 ms into speech the VAD had confirmed.
+    line = Line(timeout_ms=320)
+    line.feed([SILENCE] * 10)
+    line.say("hi", utterance=1)  # Whisper numbers it; the VAD's speech opens utterance 2
+    line.feed([VOICE] * 100)  # 2 s of speech
+    assert finals(line) == []
+    assert [n for n, _ in line.starts] == [2]
+    quiet_until_ended(line)
+    line.wait(320)
+    assert (1, "hi", True) in finals(line)
+
+
+def test_an_open_result_does_not_keep_evicted_utterances() -> None:
+    # A result the engine never closes, its text growing with every utterance: it covers at most
+    # the utterances the endpointer still keeps.
+    from telephony.turns.endpointing import KEEP_UTTERANCES
+
+    line = Line()
+    line.feed([SILENCE] * 10)
+    words: list[str] = []
+    for n in range(KEEP_UTTERANCES + 8):
+        words.append(f"w{n}")
+        utterance(line, [" ".join(words)])
+        line.feed([SILENCE] * 10)
+    result = line.ep._result
+    assert result is not None
+    assert len(result.spans) <= KEEP_UTTERANCES
+    assert all(utt.number in line.ep._utterances for utt, _ in result.spans)
+
+
+@pytest.mark.parametrize("early_ms", [60, 80, 100])
+def test_a_first_word_before_a_late_vad_onset_is_the_new_utterances(early_ms: int) -> None:
+    # An unvoiced onset (Hebrew s, sh, t) the VAD flags ~80 ms late: the engine's first word of
+    # the next utterance comes before the VAD's run, after utterance 1 was over. Before: beyond
+    # the 40 ms onset slack it was taken as a split of utterance 1 (a REVISED "one two three").
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["one", "one two"])
+    line.say("one two", final=True)
+    line.feed([SILENCE] * 20)
+    line.clock.advance_ms(20)
+    line.say("three")
+    line.feed([SILENCE] * (early_ms // 20 - 1))  # the VAD's run starts early_ms after the word
+    utterance(line, ["three", "three four"])
+    line.say("three four", final=True)
+    assert after_speech(line) == [("final", "one two", 1), ("final", "three four", 2)]
+
+
+def test_a_split_result_well_before_the_next_run_stays_a_split() -> None:
+    # The engine's second result on utterance 1 begins 200 ms before the next speech: a split.
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["one"])
+    line.say("one", final=True)
+    line.feed([SILENCE] * 10)
+    line.say("two")
+    line.feed([SILENCE] * 10)
+    utterance(line, ["two three"])
+    line.say("two three", final=True)
+    assert after_speech(line) == [
+        ("final", "one", 1),
+        ("revision", "one two", 1),
+        ("final", "three", 2),
+    ]
+
+
+def test_a_merged_word_before_a_late_vad_onset_is_the_new_utterances() -> None:
+    # As above, in a merge: utterance 1 has its local FINAL "yes" and no engine final yet; the
+    # result's next word comes 80 ms before the VAD's run. It is utterance 2's first word.
+    line = Line()
+    line.feed([SILENCE] * 10)
+    utterance(line, ["yes"])
+    line.wait(400)  # the local FINAL "yes"
+    line.feed([SILENCE] * 10)
+    line.clock.advance_ms(20)
+    line.say("yes please")
+    line.feed([SILENCE] * 3)
+    utterance(line, ["yes please", "yes please now"])
+    line.ep.close()  # no engine final (hang-up)
+    assert after_speech(line) == [("final", "yes", 1), ("final", "please now", 2)]

@@ -26,6 +26,7 @@ from tests.fakes.recognizer_timing import (
     TimingParams,
     Utterance,
     layout,
+    noisy_schedules,
     schedule,
     schedules,
 )
@@ -47,8 +48,10 @@ class Run:
     ends: list[tuple[int, float]] = field(default_factory=list)
 
 
-def replay(script: list[Utterance], sched: Schedule) -> Run:
-    """Play the script's audio and the schedule's responses through a real Endpointer."""
+def replay(
+    script: list[Utterance], sched: Schedule, noises: list[tuple[int, int]] | None = None
+) -> Run:
+    """Play the script's audio (and noises: voice with no word) and the schedule's responses."""
     clock = FakeClock(START_S)
     run = Run()
     ep = Endpointer(
@@ -71,7 +74,9 @@ def replay(script: list[Utterance], sched: Schedule) -> Run:
     timeline: list[tuple[int, int, object]] = []
     for k in range(last_ms // FRAME_MS):
         start = k * FRAME_MS
-        voiced = any(w.start_ms <= start < w.end_ms for w in words)
+        voiced = any(w.start_ms <= start < w.end_ms for w in words) or any(
+            a <= start < b for a, b in noises or ()
+        )
         timeline.append((start + FRAME_MS, 0, VOICE if voiced else SILENCE_FRAME))
     for i, r in enumerate(sched.responses):
         timeline.append((r.at_ms, 1 + i, Hypothesis(r.text, is_final=r.is_final)))
@@ -88,11 +93,19 @@ def replay(script: list[Utterance], sched: Schedule) -> Run:
     return run
 
 
-def check_invariants(script: list[Utterance], run: Run) -> None:
+def check_invariants(
+    script: list[Utterance], run: Run, noises: list[tuple[int, int]] | None = None
+) -> None:
     """The invariants of telephony/turns/endpointing.py, and no word lost or doubled."""
-    # The VAD hears every scripted utterance, once (the scripts pause long enough for it).
-    assert len(run.starts) == len(script), "test setup: the VAD must split the script as spoken"
-    numbers = [n for n, _ in run.starts]
+    # The VAD hears every scripted utterance and noise, once (the pauses are long enough).
+    spoken = sorted([(u.onset_ms, u) for u in script] + [(a, None) for a, _ in noises or ()])
+    assert len(run.starts) == len(spoken), "test setup: the VAD must split the script as spoken"
+    numbers = [n for (n, _), (_, u) in zip(run.starts, spoken, strict=True) if u is not None]
+    # A noise (no word in it) gets no event at all: no FINAL, no partial.
+    noise_numbers = {n for (n, _), (_, u) in zip(run.starts, spoken, strict=True) if u is None}
+    assert not [e for e in run.events if e.utterance in noise_numbers], [
+        (e.kind, e.utterance, e.text) for e in run.events
+    ]
     ends = dict(run.ends)
     # 1. Exactly one FINAL per utterance, and nothing about utterances nobody spoke.
     finals = [e for e in run.events if e.kind == "final"]
@@ -132,6 +145,15 @@ def test_any_recognizer_timing_keeps_the_invariants(
 ) -> None:
     script, sched = drawn
     check_invariants(script, replay(script, sched))
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(noisy_schedules())
+def test_noise_the_engine_ignores_gets_nothing_and_takes_no_word(
+    drawn: tuple[list[Utterance], Schedule, list[tuple[int, int]]],
+) -> None:
+    script, sched, noises = drawn
+    check_invariants(script, replay(script, sched, noises), noises)
 
 
 @settings(derandomize=True, max_examples=200, deadline=None)
