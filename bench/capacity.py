@@ -32,6 +32,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import common
@@ -190,8 +191,18 @@ def conclude(engine: str, trials: list[Trial]) -> None:
     )
 
 
-def search(run, first: int, growth: float, *, start: int | None, max_trials: int) -> None:
-    """Grow N until a NO-GO (halve until a GO), then bisect to within 20 % (or one call)."""
+def search(
+    run: Callable[[int], bool],
+    first: int,
+    growth: float,
+    *,
+    start: int | None,
+    max_trials: int,
+) -> None:
+    """Grow N until a NO-GO (halve until a GO), then bisect to within 20 % (or one call).
+
+    `run(n)` runs a trial of n calls and tells whether it was GO.
+    """
     n, good, bad = start or first, 0, None
     for _ in range(max_trials):
         if run(n):
@@ -233,19 +244,25 @@ def run_trial(engine: str, n: int, args: argparse.Namespace, round_: int = 0) ->
         pid = server.process.pid
         time.sleep(1.0)  # let start-up settle before the idle reading
         idle = common.rss_mb(pid)
-        meter, fake_meter = common.Meter(pid), common.Meter(fake.pid if fake else pid)
+        meter = common.Meter(pid)
+        # The fake's own CPU, when there is one (not the server's again).
+        fake_meter = common.Meter(fake.pid) if fake is not None else None
         with common.start_gonogo(args, server, database, *options) as gonogo:
             # Steady window: after start-up, ramp and the first seconds; before the hang-ups.
             time.sleep(3.0 + ramp + 1.0)
             # Ends a few seconds before the first hang-up: threads still alive for --profile.
             window_s = max(1.0, args.seconds - 6.0)
-            meter.begin(), fake_meter.begin()
+            meter.begin()
+            if fake_meter is not None:
+                fake_meter.begin()
             threads0 = common.thread_cpu(pid) if args.profile else {}
             path = f"{args.profile}.{engine}.{n}.{round_}"
             spy = common.profile(pid, window_s - 1.0, path) if args.profile else None
             time.sleep(window_s)
             busy = common.rss_mb(pid)
-            meter.end(), fake_meter.end()
+            meter.end()
+            if fake_meter is not None:
+                fake_meter.end()
             profile = ""
             if args.profile:
                 threads = common.thread_cpu(pid)
@@ -270,7 +287,7 @@ def run_trial(engine: str, n: int, args: argparse.Namespace, round_: int = 0) ->
     caller_line = (
         f"{caller.group(1)} % ({caller.group(2)} %/call)" if caller else "caller CPU unknown"
     )
-    if fake is not None:
+    if fake_meter is not None:
         caller_line += f" + fake {fake_meter.share * 100:.0f} %"
     return Trial(
         slow_writes=(

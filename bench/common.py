@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -154,6 +155,12 @@ def temp_database() -> str:
 # --- STT_ENGINE=google: the fake Google on the callers' core -----------------------------------
 
 
+class PinChoice(Protocol):
+    """The part of a benchmark's arguments that says where its processes run."""
+
+    no_pin: bool  # --no-pin: server, callers and fake left wherever the kernel puts them
+
+
 @dataclass
 class FakeGoogle:
     """The fake Google Speech server's process: where to reach it, and its pid (for its CPU)."""
@@ -163,7 +170,9 @@ class FakeGoogle:
 
 
 @contextlib.contextmanager
-def fake_google(args, *, workers: int = 256, options: Sequence[str] = ()) -> Iterator[FakeGoogle]:
+def fake_google(
+    args: PinChoice, *, workers: int = 256, options: Sequence[str] = ()
+) -> Iterator[FakeGoogle]:
     """Run bench/fake_google.py on the callers' core (unless --no-pin) until the block ends."""
     pin = ["taskset", "-c", str(CALLER_CPU)] if not args.no_pin else []
     script = str(Path(__file__).with_name("fake_google.py"))
@@ -267,9 +276,13 @@ class Meter:
         return self.cpu_s / self.wall_s if self.wall_s else 0.0
 
 
-def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+# A process's live threads: tid -> (name as the kernel keeps it, CPU seconds so far).
+ThreadCpu = dict[int, tuple[str, float]]
+
+
+def thread_cpu(pid: int) -> ThreadCpu:
     """Each live thread of `pid`: tid -> (name as the kernel keeps it, CPU seconds so far)."""
-    threads = {}
+    threads: ThreadCpu = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError, ValueError):
             text = (task / "stat").read_text()
@@ -285,8 +298,16 @@ def thread_kind(name: str) -> str:
     return re.sub(r"\d+", "N", name)
 
 
-def thread_cpu_summary(before: dict, after: dict, wall_s: float, calls: int, top: int = 12) -> str:
-    """CPU by kind of thread between two `thread_cpu` readings (threads alive at the end)."""
+def thread_cpu_summary(
+    before: ThreadCpu, after: ThreadCpu, wall_s: float, calls: int, top: int = 12
+) -> str:
+    """CPU by kind of thread between two `thread_cpu` readings, `calls` calls running.
+
+    Only threads alive at the end of the window are counted (/proc keeps no CPU time for a
+    thread that is gone): a thread that ended inside it, such as a Google stream's stt-sN and
+    stt-qN threads after a rotation or a reconnect, is missed with all its CPU. The total is
+    a lower bound of the process's CPU; `Meter` gives the whole.
+    """
     kinds: Counter[str] = Counter()
     counts: Counter[str] = Counter()
     for tid, (name, cpu) in after.items():
@@ -294,7 +315,10 @@ def thread_cpu_summary(before: dict, after: dict, wall_s: float, calls: int, top
         kinds[kind] += cpu - before.get(tid, (name, 0.0))[1]
         counts[kind] += 1
     total = sum(kinds.values())
-    lines = [f"thread CPU over {wall_s:.0f} s: {total / wall_s * 100:.1f} % of a core in all"]
+    lines = [
+        f"thread CPU over {wall_s:.0f} s: {total / wall_s * 100:.1f} % of a core in all "
+        "(threads alive at the end only: those that ended in the window are missed)"
+    ]
     for kind, cpu in kinds.most_common(top):
         lines.append(
             f"  {cpu / wall_s * 100:6.2f} % core ({cpu / total * 100 if total else 0:5.1f} % of "

@@ -124,9 +124,12 @@ def test_four_utterances_four_finals_with_a_network_recognizer(server_factory, t
     records = transcript_records(log, call)
     finals = [r for r in records if r["line"] == "FINAL"]
     assert [r["utterance"] for r in finals] == [1, 2, 3, 4], records
-    # From the end of speech: the VAD's hangover (180 ms) and the local timeout (320 ms) make
-    # a local FINAL at 500 ms, sent on the RX thread's 20 ms tick: measured 500-501 ms here.
-    assert all(r["latency_ms"] <= 500 + FRAME_MS for r in finals), [r["message"] for r in records]
+    # Every FINAL, local or the engine's, within the bound. From the end of speech the VAD's
+    # hangover (180 ms) and the local timeout (320 ms) make a local FINAL at 500 ms by design;
+    # it is measured on the clock when the RX thread's 20 ms tick runs, and a tick runs late
+    # on a loaded machine (measured 500-501 ms idle): up to three frames late is allowed.
+    bound_ms = 500 + 3 * FRAME_MS
+    assert all(r["latency_ms"] <= bound_ms for r in finals), [r["message"] for r in records]
     said: dict[int, str] = {}
     revisions: dict[int, int] = {}
     for r in records:  # in log order: the last line of an utterance is its text

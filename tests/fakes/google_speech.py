@@ -10,7 +10,8 @@ It holds to Google's rules where the product depends on them:
 - half-close finalizes what was heard, then the stream ends OK; a stream ended by an error loses
   what it had not finalized;
 - languages and models it does not serve are refused with INVALID_ARGUMENT;
-- faults can be injected: a status at open or after some audio, or a silent drop;
+- faults can be injected: a status at open or after some audio, or a silent drop, for the next
+  stream or (`end_open_streams`) for those open now;
 - `bare_finals`: finals carry neither `result_end_time` nor word offsets (legal, and seen).
 
 Transcripts come from the audio received. Scripted audio (`speak`) codes each word as a run of
@@ -275,6 +276,7 @@ class FakeSpeechServer(LoopbackGrpcServer):
         self.recognitions: list[RecognizeLog] = []
         self._stream_faults: list[Fault] = []
         self._recognize_faults: list[Fault] = []
+        self._ending: dict[int, Fault] = {}  # open stream index -> how it ends at its next audio
         self._lock = threading.Lock()
 
     # --- control, from tests ---------------------------------------------------------------------
@@ -285,6 +287,13 @@ class FakeSpeechServer(LoopbackGrpcServer):
         """Make the next stream fail with `code` (None: a silent drop) after some audio."""
         with self._lock:
             self._stream_faults.append(Fault(code, details, after_audio_ms))
+
+    def end_open_streams(self, code: grpc.StatusCode | None, details: str = "") -> None:
+        """End every stream open now with `code` (None: a silent drop) at the next audio it gets."""
+        with self._lock:
+            for log in self.streams:
+                if log.outcome == "open":
+                    self._ending[log.index] = Fault(code, details)
 
     def fail_recognize(self, code: grpc.StatusCode, details: str = "") -> None:
         """Make the next `Recognize` call fail with `code`."""
@@ -426,6 +435,10 @@ class FakeSpeechServer(LoopbackGrpcServer):
                 raise _Abort(grpc.StatusCode.OUT_OF_RANGE, DURATION_DETAILS.format(limit=limit_s))
             if fault is not None and log.audio_ms >= fault.after_audio_ms:
                 self._fault(log, fault)
+            with self._lock:
+                ending = self._ending.pop(log.index, None)
+            if ending is not None:
+                self._fault(log, ending)
             results = decoder.feed(audio)
             yield from self._respond(log, results, with_words, interim, config.language_code)
 

@@ -8,11 +8,13 @@ from collections.abc import Callable
 import grpc
 
 SOFT_ROTATION = 0.8  # past this share of the rotation age, rotate at the first quiet moment
-# A stream Google ended for length is a rotation only if it took at least this much new audio;
-# sooner, the server ends streams as fast as they open and the next one must wait a backoff.
+# A stream Google ended for length is a rotation only if it took at least this much new audio
+# (and the server accepted new audio: the session's rule); sooner, the server ends streams as
+# fast as they open and the next one must wait a backoff.
 MIN_LIVE_MS_BEFORE_LENGTH_END = 500
 # A replay that crowded a stream Google ended for length is cut to this share of itself, so the
-# next stream has more room for new audio (halving again each time it still does not fit).
+# next stream has more room for new audio (halving again each time it still does not fit, until
+# a stream shows that audio fits again: then the session restores the full cap).
 REPLAY_SHARE_AFTER_LENGTH_END = 0.5
 
 # Codes meaning "this endpoint will not serve this request", as opposed to "try again".
@@ -62,21 +64,24 @@ def describe(error: BaseException | None) -> str:
     return f"{code.name}: {message}" if code is not None else f"{type(error).__name__}: {message}"
 
 
-def made_room(live_ms: float) -> bool:
-    """Tell whether a stream Google ended for length had room for new audio (a rotation).
+def took_enough_new_audio(taken_ms: float) -> bool:
+    """Tell whether a stream took at least MIN_LIVE_MS_BEFORE_LENGTH_END of new audio.
 
-    It had if it took at least MIN_LIVE_MS_BEFORE_LENGTH_END of new audio; otherwise its replay
-    did not fit, or the server ends streams at once, and opening the next stream at once would
-    loop: it counts as a failure.
+    Taken, not accepted: `taken_ms` counts what gRPC's request thread pulled from the queue for
+    the stream, and it pulls ahead of the server (after a backoff, a whole backlog at once). So
+    this alone does not show that a stream Google ended for length had room for new audio: that
+    needs the server to have accepted new audio too (the session's `_accepted_new_audio`).
     """
-    return live_ms >= MIN_LIVE_MS_BEFORE_LENGTH_END
+    return taken_ms >= MIN_LIVE_MS_BEFORE_LENGTH_END
 
 
 def trimmed_replay_ms(cap_ms: float, replayed_ms: float) -> float:
     """Return the replay cap after Google ended for length a stream that made no room.
 
     Its replay of `replayed_ms` did not leave room for new audio: later replays get a share of
-    it. A stream with no replay says nothing about replays: the cap stays.
+    it (and never more than the cap already was). A stream with no replay says nothing about
+    replays: the cap stays. This only shrinks; the session restores the cap once a stream shows
+    that audio fits again.
     """
     if replayed_ms <= 0:
         return cap_ms

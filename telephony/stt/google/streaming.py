@@ -35,8 +35,8 @@ from telephony.stt.google.rules import (
     backoff_delay,
     classify,
     describe,
-    made_room,
     should_rotate,
+    took_enough_new_audio,
     trimmed_replay_ms,
 )
 from telephony.stt.google.single_request import SingleRequests
@@ -75,6 +75,7 @@ class _Stream:
     sent: int = 0  # bytes taken for it, replay included
     replayed: int = 0  # bytes of replay it started with
     responses: int = 0
+    finals: int = 0  # final results Google sent on it (whether or not they published words)
     first_live_at: float | None = None  # clock() when it first took new audio
     ended_at: float | None = None
     quiet: bool = True  # no interim since its last final: nobody is mid-sentence
@@ -136,7 +137,8 @@ class GoogleSttSession(SttSession):
 
         self._timeline = Timeline(sample_bytes=cfg.sample_bytes, bytes_per_ms=cfg.bytes_per_ms)
         self._in_speech = False  # the local VAD's latest word: a quiet moment suits a rotation
-        # Longest replay a new stream gets: cut when Google ends a stream whose replay crowded it.
+        # Longest replay a new stream gets: cut when Google ends a stream whose replay crowded it
+        # (`_trim_replay`), whole again once a stream shows audio fits (`_restore_replay`).
         self._replay_cap_ms = float(cfg.replay_max_ms)
 
         self._endpoints = engine.endpoints()
@@ -434,6 +436,7 @@ class GoogleSttSession(SttSession):
                 )
                 for result in response.results:
                     if result.is_final:
+                        stream.finals += 1
                         alt = result.alternatives[0] if result.alternatives else None
                         # No result_end_time comes as zero: a final cannot end at its start.
                         end = ms(result.result_end_time)
@@ -514,12 +517,17 @@ class GoogleSttSession(SttSession):
             if outcome == "closing":
                 return
             if outcome == "rotate":
+                with self._lock:
+                    fitted = self._audio_fitted(stream)
+                if fitted:
+                    self._restore_replay(stream)
                 self._retire(stream)
                 continue
             with self._lock:
                 replayed_ms = stream.replayed / self._bpm
                 live_ms = (stream.sent - stream.replayed) / self._bpm
                 accepted = self._accepted_new_audio(stream)
+                fitted = self._audio_fitted(stream)
             # Only a stream that accepted new audio ends a run of failures: one that ended before
             # accepting any (beyond its replay) is a failure, whatever it answered.
             if accepted:
@@ -527,14 +535,20 @@ class GoogleSttSession(SttSession):
             fault = classify(stream.error)
             reason = describe(stream.error)
             if fault is Fault.DURATION:
-                if made_room(live_ms):
+                # A rotation only if the server accepted new audio, and enough was taken for it:
+                # taken alone may be a backlog gRPC pulled from the queue before the server
+                # ended the stream at once.
+                if accepted and took_enough_new_audio(live_ms):
+                    self._restore_replay(stream)
                     with self._lock:
                         self.rotations += 1
                     self._event("stt_rotation", f"stream {stream.index} ended by Google ({reason})")
                     continue
-                # Ended for length before it took new audio: the same replay would end the next
-                # stream the same way, so it is cut, and the next stream waits.
+                # Ended for length before it made room for new audio: the same replay would end
+                # the next stream the same way, so it is cut, and the next stream waits.
                 self._trim_replay(stream, replayed_ms, live_ms)
+            elif fitted:
+                self._restore_replay(stream)
             if fault is Fault.REFUSED and not self._endpoint_served:
                 self._fall_back(stream.endpoint, reason)
                 continue
@@ -560,17 +574,33 @@ class GoogleSttSession(SttSession):
                 return
 
     def _accepted_new_audio(self, stream: _Stream) -> bool:
-        """Tell whether the ended stream accepted new audio (lock held).
+        """Tell whether the stream accepted new audio (lock held).
 
         gRPC takes requests ahead of the server: a stream the server ends at once may have taken
         a backlog from the queue all the same. It counts only if the stream was still open a
-        batch period after it first took new audio.
+        batch period after it first took new audio (to now, for a stream not ended yet).
         """
-        if stream.first_live_at is None or stream.ended_at is None:
+        if stream.first_live_at is None:
             return False
-        return stream.ended_at - stream.first_live_at >= self.config.batch_ms / 1000
+        end = stream.ended_at if stream.ended_at is not None else self._clock()
+        return end - stream.first_live_at >= self.config.batch_ms / 1000
+
+    def _audio_fitted(self, stream: _Stream) -> bool:
+        """Tell whether the stream showed that audio fits in a stream again (lock held).
+
+        It did if it accepted new audio, or if Google finalized some of what it sent (a final).
+        """
+        return stream.finals > 0 or self._accepted_new_audio(stream)
 
     def _trim_replay(self, stream: _Stream, replayed_ms: float, live_ms: float) -> None:
+        """Cut the replay cap after Google ended `stream` for length before it made room.
+
+        The rule: a stream that ended for length without accepting new audio (or without
+        taking MIN_LIVE_MS_BEFORE_LENGTH_END of it) was crowded by its replay, so every later
+        replay gets at most half of that replay (`trimmed_replay_ms`; a stream with no replay
+        leaves the cap as it is). The cap only shrinks here, for as long as streams keep
+        ending that way; `_restore_replay` makes it whole again once one shows audio fits.
+        """
         cap_ms = trimmed_replay_ms(self._replay_cap_ms, replayed_ms)
         if cap_ms < self._replay_cap_ms:
             self._replay_cap_ms = cap_ms
@@ -578,6 +608,22 @@ class GoogleSttSession(SttSession):
                 "stt_replay_trimmed",
                 f"stream {stream.index} ended for length after {replayed_ms:.0f} ms of replay "
                 f"and {live_ms:.0f} ms of new audio; replays now at most {cap_ms:.0f} ms",
+            )
+
+    def _restore_replay(self, stream: _Stream) -> None:
+        """Give later replays the full cap again: `stream` accepted new audio or gave a final.
+
+        A trim is for the episode in which replays did not fit; kept for the rest of the call,
+        every later rotation or reconnect would lose all but the trimmed share of what is not
+        final yet. Should the full replay still not fit (a server whose streams hold less than
+        the unfinalized audio), it is trimmed again, each time after a backoff.
+        """
+        full_ms = float(self.config.replay_max_ms)
+        if self._replay_cap_ms < full_ms:
+            self._replay_cap_ms = full_ms
+            self._event(
+                "stt_replay_restored",
+                f"stream {stream.index} showed audio fits; replays again up to {full_ms:.0f} ms",
             )
 
     def _backoff(self, failures: int) -> float:

@@ -11,8 +11,8 @@ from telephony.stt.google.rules import (
     backoff_delay,
     classify,
     describe,
-    made_room,
     should_rotate,
+    took_enough_new_audio,
     trimmed_replay_ms,
 )
 from tests.fakes.google_speech import AUDIO_TIMEOUT_DETAILS, DURATION_DETAILS
@@ -63,15 +63,18 @@ def test_rotation_waits_for_a_quiet_moment_until_the_limit() -> None:
     assert should_rotate(limit, limit, quiet=False)  # but never past the limit
 
 
-def test_a_length_end_is_a_rotation_only_after_new_audio() -> None:
-    assert made_room(290_000.0)  # Google's ~305 s limit, reached with live audio
-    assert made_room(MIN_LIVE_MS_BEFORE_LENGTH_END)
-    assert not made_room(0.0)  # ended before any new audio: its replay did not fit
-    assert not made_room(40.0)  # or the server ends streams as fast as they open
+def test_a_length_end_is_a_rotation_only_after_enough_new_audio_was_taken() -> None:
+    # Necessary, not sufficient: the session also wants the server to have accepted new audio
+    # (test_resilience: a stream ended at once after taking a backlog is no rotation).
+    assert took_enough_new_audio(290_000.0)  # Google's ~305 s limit, reached with live audio
+    assert took_enough_new_audio(MIN_LIVE_MS_BEFORE_LENGTH_END)
+    assert not took_enough_new_audio(0.0)  # ended before any new audio: its replay did not fit
+    assert not took_enough_new_audio(40.0)  # or the server ends streams as fast as they open
 
 
-def test_a_replay_that_did_not_fit_is_halved_and_never_grows() -> None:
+def test_a_replay_that_did_not_fit_is_halved_and_a_trim_never_grows_the_cap() -> None:
+    # Only a stream that shows audio fits gives the full cap back (the session does that).
     assert trimmed_replay_ms(20_000, 3_900) == 1_950
     assert trimmed_replay_ms(1_950, 1_950) == 975
-    assert trimmed_replay_ms(500, 3_900) == 500  # the cap only shrinks
+    assert trimmed_replay_ms(500, 3_900) == 500  # a trim only shrinks the cap
     assert trimmed_replay_ms(20_000, 0) == 20_000  # no replay: nothing learnt about replays

@@ -92,14 +92,24 @@ def test_requests_are_40_ms_batches_at_the_frame_cadence(server: FakeSpeechServe
 
 def test_a_lone_last_frame_goes_when_its_partner_never_comes(server: FakeSpeechServer) -> None:
     # Writes wake the sender once per batch; a frame left alone must still go, without close.
+    # In lockstep with the server, so that a stream that starts late (a loaded machine) cannot
+    # find all three frames waiting and send them as one catch-up request.
     sink = Collector()
     session = open_session([server.host], sink)
-    play(session, bytes([SILENCE]) * 160 * 3, speed=1.0)  # one batch and a lone frame
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and (
-        not server.streams or sum(server.streams[0].request_sizes) < 480
-    ):
-        time.sleep(0.01)
+
+    def received() -> int:
+        return sum(server.streams[0].request_sizes) if server.streams else 0
+
+    def wait_for_bytes(n: int) -> None:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and received() < n:
+            time.sleep(0.01)
+
+    session.write(bytes([SILENCE]) * 160)
+    session.write(bytes([SILENCE]) * 160)  # one batch
+    wait_for_bytes(320)
+    session.write(bytes([SILENCE]) * 160)  # and a lone frame: no partner, no close
+    wait_for_bytes(480)
     sizes = list(server.streams[0].request_sizes)
     session.close(timeout=1.0)
     assert sizes == [320, 160]
@@ -112,8 +122,10 @@ def test_quiet_audio_goes_in_longer_requests_speech_in_batch_ms(
     monkeypatch.setattr(streaming, "SPEECH_TAIL_S", 0.2)  # the pauses below outlast it
     sink = Collector()
     session = open_session([server.host], sink, quiet_batch_ms=200)
-    audio = speak(SCRIPT, pause_ms=3000)
-    play(session, audio, vad=FrameVad())
+    audio = speak(SCRIPT, pause_ms=2000)  # 8.7 s: 112 requests where 40 ms ones make 218
+    # In real time: a sender more than a frame late (a loaded machine) sends what waits in one
+    # catch-up request, which may mix silence and speech; at 4x speed a 5 ms delay did that.
+    play(session, audio, vad=FrameVad(), speed=1.0)
     session.close(timeout=2.0)
 
     log = server.streams[0]
