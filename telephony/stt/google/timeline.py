@@ -246,15 +246,23 @@ class Timeline:
             return self._accept_untimed(span, transcript, arrival_ms)
         if end_ms is None:
             end_ms = words[-1].end_ms
+        # Words other streams published (with their times) inside this result's audio.
+        published = [w.text for w in span.known if w.mid_ms <= end_ms]
         span.known = [w for w in span.known if w.mid_ms > end_ms]
         if not transcript:
             return ""
         if not words:
-            # No word times: all or nothing, by where the result ends.
+            # No word times: all or nothing by where the result ends, less its first words if
+            # another stream already published them from the same audio (by text, as for a
+            # final with no time at all).
             if end_ms <= self.others_cut(span):
                 return ""
+            said = transcript.split()
+            skip, _upto = _published_prefix(said, published)
             self._advance_cut(end_ms, [], span)
-            text = self._skip_untimed(span, transcript.split())
+            text = self._skip_untimed(span, said[skip:])
+            if not text:
+                return ""
             self._share_untimed(span, text.split(), end_ms)
         else:
             whole = len(words)

@@ -266,6 +266,23 @@ def test_a_bare_final_skips_words_another_stream_published_from_the_same_audio()
     assert timeline.cut_ms == 2000.0
 
 
+def test_a_final_with_an_end_but_no_word_times_skips_words_another_stream_published() -> None:
+    # Found by the timing property test: a retired stream published "b c" with word times (the
+    # cut at c's end, 920 ms); the next stream, which replayed from b, gave its half-close final
+    # "c" with an end time past that cut (1480 ms) but no word times: all of it went out, "c"
+    # twice. Words other streams published inside its audio are skipped by text, as for a
+    # final with no time at all; a word after them is still new.
+    timeline = mulaw_timeline()
+    old = timeline.open_span(0)
+    new = timeline.open_span(0)
+    timeline.retire(old, 1300.0)
+    heard = words(("a", 100, 300), ("b", 400, 600), ("c", 720, 920))
+    assert timeline.accept_final(old, "a b c", None, heard, arrival_ms=1300.0) == "a b c"
+    assert timeline.cut_ms == 920.0
+    assert timeline.accept_final(new, "c", 1480.0, [], arrival_ms=1480.0) == ""
+    assert timeline.accept_final(new, "c d", 1900.0, [], arrival_ms=1900.0) == "c d"
+
+
 def test_a_stream_s_own_cut_never_drops_its_next_words() -> None:
     # Issue 12 (split finals): a final with no time is placed at the end of the utterance the VAD
     # heard, past words the same stream finalizes next; they are not old, they are the rest.
