@@ -3,6 +3,7 @@
 import asyncio
 import json
 import re
+from pathlib import Path
 
 from django.conf import settings
 
@@ -34,18 +35,21 @@ def transcript(log: str, call: str) -> list[str]:
     return [w for text in said.values() for w in text.split()]
 
 
+def google_env(speech_fake: FakeSpeechServer, tts_fake: FakeTtsServer, tmp_path: Path) -> dict:
+    """A server speaking both ways through the local fakes of Google."""
+    return {
+        "STT_ENGINE": "google",
+        "TTS_ENGINE": "google",
+        "GOOGLE_SPEECH_EMULATOR_HOST": speech_fake.host,
+        "GOOGLE_TTS_EMULATOR_HOST": tts_fake.host,
+        "GREETING_TEXT": GREETING,
+        "TTS_CACHE_DIR": str(tmp_path / "tts-cache"),
+    }
+
+
 def test_a_hebrew_call_through_google(server_factory, tmp_path) -> None:
     with FakeSpeechServer(endpoint_ms=500) as speech_fake, FakeTtsServer() as tts_fake:
-        server = server_factory(
-            env={
-                "STT_ENGINE": "google",
-                "TTS_ENGINE": "google",
-                "GOOGLE_SPEECH_EMULATOR_HOST": speech_fake.host,
-                "GOOGLE_TTS_EMULATOR_HOST": tts_fake.host,
-                "GREETING_TEXT": GREETING,
-                "TTS_CACHE_DIR": str(tmp_path / "tts-cache"),
-            }
-        )
+        server = server_factory(env=google_env(speech_fake, tts_fake, tmp_path))
         report = asyncio.run(
             dial(
                 server.base_url,
@@ -98,15 +102,7 @@ def test_four_utterances_four_finals_with_a_network_recognizer(server_factory, t
     schedule_finals = plan.schedule.finals()
     with FakeSpeechServer(timing=plan) as speech_fake, FakeTtsServer() as tts_fake:
         server = server_factory(
-            env={
-                "STT_ENGINE": "google",
-                "TTS_ENGINE": "google",
-                "GOOGLE_SPEECH_EMULATOR_HOST": speech_fake.host,
-                "GOOGLE_TTS_EMULATOR_HOST": tts_fake.host,
-                "GREETING_TEXT": GREETING,
-                "TTS_CACHE_DIR": str(tmp_path / "tts-cache"),
-                "LOG_FORMAT": "json",
-            }
+            env=google_env(speech_fake, tts_fake, tmp_path) | {"LOG_FORMAT": "json"}
         )
         report = asyncio.run(
             dial(

@@ -7,7 +7,6 @@ session that opens streams without waiting shows as many streams while time stan
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import grpc
 import pytest
@@ -23,19 +22,10 @@ from tests.fakes.google_speech import (
     speak,
 )
 from tests.helpers.clock import FakeClock
+from tests.helpers.figures import wait_for
 from tests.telephony.stt.google.helpers import open_session
 
 FRAME = 160
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 2.0) -> bool:
-    """Poll (real time) until `condition` holds: the gRPC side runs in real time."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 def write(session: GoogleSttSession, audio: bytes) -> None:
@@ -73,7 +63,7 @@ def test_streams_google_ends_at_once_wait_for_a_backoff(
                 time.sleep(0.005)
             # The first stream's end reaches the driver in real time (late on a loaded machine);
             # once it has, the stopped clock holds the next stream back however long we look.
-            assert wait_until(lambda: sink.event_kinds() == ["stt_reconnect"]), sink.events
+            assert wait_for(lambda: sink.event_kinds() == ["stt_reconnect"]), sink.events
             assert len(server.streams) == 1, [log.outcome for log in server.streams]
             clock.advance(0.2)  # the first backoff is 0.25 s (no jitter): not over yet
             time.sleep(0.1)
@@ -84,7 +74,7 @@ def test_streams_google_ends_at_once_wait_for_a_backoff(
             # time moves again: moved while it is open, the clock would give it a lifetime.
             for _ in range(10):
                 clock.advance(0.05)
-                if wait_until(lambda: len(server.streams) == 2, timeout_s=1.5):
+                if wait_for(lambda: len(server.streams) == 2, timeout=1.5):
                     break
             time.sleep(0.1)
             assert len(server.streams) == 2
@@ -149,10 +139,10 @@ def test_a_stream_ended_for_length_at_once_is_no_rotation_however_much_it_took()
             [server.host], sink, "CAtook", clock=clock, rand=lambda: 1.0, max_failures=100
         )
         try:
-            assert wait_until(lambda: sink.event_kinds() == ["stt_reconnect"]), sink.events
+            assert wait_for(lambda: sink.event_kinds() == ["stt_reconnect"]), sink.events
             write(session, bytes([0xFF]) * FRAME * 60)  # 1.2 s queued while the driver waits
             clock.advance(0.3)  # past the first backoff (0.25 s, no jitter)
-            assert wait_until(lambda: len(sink.events) >= 2), sink.events
+            assert wait_for(lambda: len(sink.events) >= 2), sink.events
             assert sink.event_kinds() == ["stt_reconnect", "stt_reconnect"], sink.events
             assert len(server.streams) == 2  # the third waits for a backoff the clock holds
             assert server.streams[1].audio_ms >= MIN_LIVE_MS_BEFORE_LENGTH_END  # it took them
@@ -195,19 +185,19 @@ def test_a_trimmed_replay_is_whole_again_once_a_stream_took_new_audio() -> None:
             # Stream 0 takes 2 s and is ended for length (a rotation: it took new audio); stream
             # 1 replays those 2 s and more, is ended at once, and the replay is trimmed.
             play_until(2100)
-            assert wait_until(lambda: "stt_reconnect" in sink.event_kinds(), timeout_s=5.0)
+            assert wait_for(lambda: "stt_reconnect" in sink.event_kinds(), timeout=5.0)
             assert sink.event_kinds() == ["stt_rotation", "stt_replay_trimmed", "stt_reconnect"]
             server.stream_audio_limit_s = None
             # Stream 2 (after the backoff) finalizes the first utterance and hears the second.
             play_until(5000)
             # All taken but maybe a lone frame (its partner comes in the next step): what the next
             # stream replays runs to 4980 ms or more.
-            assert wait_until(lambda: len(sink.finals()) == 1 and session.frames_pending <= 1)
+            assert wait_for(lambda: len(sink.finals()) == 1 and session.frames_pending <= 1)
             server.end_open_streams(grpc.StatusCode.UNAVAILABLE, "Connection reset by peer")
             play_until(5040)  # its next request (if none is on the way) meets the end
-            assert wait_until(lambda: sink.event_kinds().count("stt_reconnect") == 2)
+            assert wait_for(lambda: sink.event_kinds().count("stt_reconnect") == 2)
             play_until(len(frames) * 20)  # stream 3 opens after the backoff: the replay
-            assert wait_until(lambda: len(sink.finals()) == 2, timeout_s=5.0), sink.events
+            assert wait_for(lambda: len(sink.finals()) == 2, timeout=5.0), sink.events
         finally:
             session.close(timeout=1.0)
     assert sink.event_kinds().count("stt_replay_trimmed") == 1
