@@ -59,6 +59,13 @@ class Trial:
     slow_writes: str = ""  # with --trace-writes: where the slow RX writes spent their time
     profile: str = ""  # with --profile: CPU by kind of thread, and py-spy's summary
 
+    def report(self) -> None:
+        """Print the trial's row, then what --trace-writes and --profile found, indented."""
+        print(self.row(), flush=True)
+        for extra in (self.slow_writes, self.profile):
+            if extra:
+                print("      " + extra.replace("\n", "\n      "), flush=True)
+
     def row(self) -> str:
         verdict = "GO" if self.go else "NO-GO"
         why = "" if self.go else "  " + "; ".join(self.reasons[:3])
@@ -144,10 +151,7 @@ def main() -> None:
         def run(n: int, engine: str = engine, trials: dict[int, Trial] = trials) -> bool:
             trial = run_trial(engine, n, args)
             trials[n] = trial
-            print(trial.row(), flush=True)
-            for extra in (trial.slow_writes, trial.profile):
-                if extra:
-                    print("      " + extra.replace("\n", "\n      "), flush=True)
+            trial.report()
             return trial.go
 
         if args.levels:
@@ -167,10 +171,7 @@ def side_by_side(args: argparse.Namespace) -> None:
             for engine in args.engines:
                 trial = run_trial(engine, n, args, round_=round_)
                 trials[engine].append(trial)
-                print(trial.row(), flush=True)
-                for extra in (trial.slow_writes, trial.profile):
-                    if extra:
-                        print("      " + extra.replace("\n", "\n      "), flush=True)
+                trial.report()
     for engine, done in trials.items():
         conclude(engine, done)
 
