@@ -24,6 +24,7 @@ from django.conf import settings
 from telephony.testing.caller import dial
 from telephony.testing.server_process import REPO_ROOT, ServerProcess
 from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers.recorded_calls import recording_server
 from tests.helpers.recordings import order_status_ulaw
 from tests.reliability.helpers import wait_until
 
@@ -76,19 +77,6 @@ def recorded_call(server: ServerProcess) -> int:
         timeout=60,
     )
     return int(done.stdout.strip().splitlines()[-1])
-
-
-def start(server_factory: Callable[..., ServerProcess], tmp_path: Path, **env: str):
-    return server_factory(
-        env={
-            "RECORDING": "true",
-            "MEDIA_ROOT": str(tmp_path / "media"),
-            "RECORDING_SPOOL_DIR": str(tmp_path / "spool"),
-            "STT_ENGINE": "none",
-            "GREETING_TEXT": "Hello.",
-            **env,
-        }
-    )
 
 
 @pytest.fixture
@@ -163,7 +151,7 @@ def test_the_call_page_plays_seeks_and_reads_hebrew_right_to_left(
 ) -> None:
     from playwright.sync_api import expect
 
-    server = start(server_factory, tmp_path)
+    server = recording_server(server_factory, tmp_path, GREETING_TEXT="Hello.")
     pk = recorded_call(server)
     page = log_in(browser, server, "ops", f"/admin/calls/call/{pk}/change/")
     audio = page.locator("#call-audio")
@@ -216,7 +204,7 @@ def test_no_audio_for_anonymous_or_unpermitted_users_and_the_admin_in_hebrew(
 ) -> None:
     from playwright.sync_api import expect
 
-    server = start(server_factory, tmp_path, LANGUAGE_CODE="he")
+    server = recording_server(server_factory, tmp_path, GREETING_TEXT="Hello.", LANGUAGE_CODE="he")
     pk = recorded_call(server)
     change = f"/admin/calls/call/{pk}/change/"
 

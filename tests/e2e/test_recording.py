@@ -22,6 +22,7 @@ from telephony.media.audio import FRAME_BYTES, SAMPLE_RATE, SILENCE_FRAME
 from telephony.testing.caller import dial, greeting_s, new_sid
 from telephony.testing.server_process import ServerProcess
 from telephony.tts.wav import WAVE_FORMAT_MULAW, parse_wav
+from tests.helpers.recorded_calls import recording_server
 from tests.helpers.recordings import order_status_ulaw
 from tests.helpers.serverlog import rms
 from tests.reliability.helpers import (
@@ -39,18 +40,6 @@ pytestmark = pytest.mark.e2e
 
 STORED = re.compile(r"call=(\w+) recording stored: (\S+) \(([\d.]+) s, (\d+) bytes")
 GREETING = "Hello, thank you for calling. How can I help you today? Please tell me what you need."
-
-
-def recording_server(server_factory: Callable[..., ServerProcess], tmp_path: Path, **env: str):
-    return server_factory(
-        env={
-            "RECORDING": "true",
-            "MEDIA_ROOT": str(tmp_path / "media"),
-            "RECORDING_SPOOL_DIR": str(tmp_path / "spool"),
-            "STT_ENGINE": "none",
-            **env,
-        }
-    )
 
 
 def stored_recording(server: ServerProcess, tmp_path: Path, call_sid: str) -> tuple[bytes, bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from asgiref.sync import async_to_sync
@@ -11,6 +12,7 @@ from calls import services
 from calls.rows import EventData
 from telephony.recording.tap import RecordingTap
 from telephony.recording.writer import Finished, RecordingWriter
+from telephony.testing.server_process import ServerProcess
 from tests.helpers.calls import START, started
 from tests.helpers.figures import T0, said
 
@@ -80,3 +82,18 @@ def listener(username: str = "listener", *, listen: bool = True) -> User:
     if listen:
         user.user_permissions.add(Permission.objects.get(codename="listen_recording"))
     return user
+
+
+def recording_server(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path, **env: str
+) -> ServerProcess:
+    """A real server that records its calls, to files under `tmp_path` (STT_ENGINE=none)."""
+    return server_factory(
+        env={
+            "RECORDING": "true",
+            "MEDIA_ROOT": str(tmp_path / "media"),
+            "RECORDING_SPOOL_DIR": str(tmp_path / "spool"),
+            "STT_ENGINE": "none",
+            **env,
+        }
+    )
