@@ -46,6 +46,22 @@ def make_session(clock, observer: CallObserver, **config) -> CallSession:
     return session
 
 
+def started_session(clock: FakeClock, observer: CallObserver, **config) -> CallSession:
+    """A built session with its (null) STT open, as the consumer has it once `start` is in."""
+    session = make_session(clock, observer, **config)
+    session.build()
+    session.stt = session.stt_engine.open("CA1", session.endpointer.hypothesis)
+    return session
+
+
+def play_tick(session: CallSession, clock: FakeClock) -> None:
+    """One 20 ms tick of the call: RX takes what came, TX sends one frame, time moves on."""
+    session.rx.tick()
+    session.tx.tick()
+    session.tx._cadence.advance()
+    clock.now += 0.02
+
+
 def test_no_tap_no_recording():
     session = make_session(FakeClock(), CallObserver())
     session.build()
@@ -57,17 +73,12 @@ def test_no_tap_no_recording():
 def test_rx_hands_every_frame_it_takes_and_tx_every_frame_it_sends():
     clock = FakeClock()
     observer = Recording()
-    session = make_session(clock, observer)
-    session.build()
-    session.stt = session.stt_engine.open("CA1", session.endpointer.hypothesis)
+    session = started_session(clock, observer)
     session.greeting = session.say("hello", label="greeting")
     for n in range(30):
         session.rx_timestamp(n * 20)
         session.rx_enqueue(frame(n))
-        session.rx.tick()
-        session.tx.tick()
-        session.tx._cadence.advance()
-        clock.now += 0.02
+        play_tick(session, clock)
     tap = observer.tap
     caller, line = tap.take()
     assert caller == [(n, frame(n)) for n in range(30)]
@@ -78,16 +89,11 @@ def test_rx_hands_every_frame_it_takes_and_tx_every_frame_it_sends():
 def test_the_line_goes_quiet_in_the_recording_when_the_caller_barges_in():
     clock = FakeClock()
     observer = Recording()
-    session = make_session(clock, observer)
-    session.build()
-    session.stt = session.stt_engine.open("CA1", session.endpointer.hypothesis)
+    session = started_session(clock, observer)
     session.greeting = session.say("a long greeting", label="greeting")
     for n in range(60):
         session.rx_enqueue(VOICE if n >= 20 else SILENCE_FRAME)  # the caller talks over it
-        session.rx.tick()
-        session.tx.tick()
-        session.tx._cadence.advance()
-        clock.now += 0.02
+        play_tick(session, clock)
     assert session.interrupted  # barge-in after 300 ms of speech
     _, line = observer.tap.take()
     frames = [f for _, f in line]
@@ -100,9 +106,7 @@ def test_the_line_goes_quiet_in_the_recording_when_the_caller_barges_in():
 def test_audio_twilio_never_sent_is_a_gap_in_the_callers_slots():
     clock = FakeClock()
     observer = Recording()
-    session = make_session(clock, observer)
-    session.build()
-    session.stt = session.stt_engine.open("CA1", session.endpointer.hypothesis)
+    session = started_session(clock, observer)
     for n in range(3):
         session.rx_timestamp(n * 20)
         session.rx_enqueue(frame(n))
@@ -120,9 +124,7 @@ def test_audio_twilio_never_sent_is_a_gap_in_the_callers_slots():
 def test_a_timestamp_far_ahead_of_the_call_is_held_to_its_clock():
     clock = FakeClock()
     observer = Recording()
-    session = make_session(clock, observer)
-    session.build()
-    session.stt = session.stt_engine.open("CA1", session.endpointer.hypothesis)
+    session = started_session(clock, observer)
     clock.now += 2.0  # two seconds into the call
     session.rx_timestamp(3_600_000)  # "an hour in": a hostile or broken client
     session.rx_enqueue(frame(0))
@@ -134,9 +136,7 @@ def test_a_timestamp_far_ahead_of_the_call_is_held_to_its_clock():
 def test_frames_rx_q_dropped_are_silence_in_the_recording_not_a_shift():
     clock = FakeClock()
     observer = Recording()
-    session = make_session(clock, observer, rx_queue_frames=4)
-    session.build()
-    session.stt = session.stt_engine.open("CA1", session.endpointer.hypothesis)
+    session = started_session(clock, observer, rx_queue_frames=4)
     for n in range(7):  # 3 more than rx_q holds: frames 0-2 are dropped
         session.rx_enqueue(frame(n))
     for _ in range(4):
@@ -148,15 +148,10 @@ def test_frames_rx_q_dropped_are_silence_in_the_recording_not_a_shift():
 def test_a_full_recording_tap_drops_recording_frames_only():
     clock = FakeClock()
     observer = Recording(max_frames=5)
-    session = make_session(clock, observer)
-    session.build()
-    session.stt = session.stt_engine.open("CA1", session.endpointer.hypothesis)
+    session = started_session(clock, observer)
     for n in range(20):  # the writer never comes: the tap fills
         session.rx_enqueue(frame(n))
-        session.rx.tick()
-        session.tx.tick()
-        session.tx._cadence.advance()
-        clock.now += 0.02
+        play_tick(session, clock)
     totals = session.totals()
     assert totals["frames_written"] == 20  # every frame still reached STT
     assert totals["frames_out"] == 20  # and TX sent every tick
